@@ -1,0 +1,140 @@
+"""The one error tree of faasbox.
+
+Every error the platform raises on purpose is a :class:`FaasboxError`. Each class says
+when it is raised, carries the AWS-style ``code`` a Lambda user recognises, and the HTTP
+status the server answers with (the server maps errors to responses in one place, from
+these two attributes). Lookups also subclass :class:`LookupError` and carry what they
+missed.
+"""
+
+from __future__ import annotations
+
+
+class FaasboxError(Exception):
+    """Root of every error faasbox raises on purpose."""
+
+    code = "ServiceException"
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"errorType": self.code, "errorMessage": self.message}
+
+
+class InvalidParameterError(FaasboxError, ValueError):
+    """Raised when a request parameter is malformed or out of range (name, handler,
+    memory, timeout, environment, JSON payload, qualifier...). Nothing was changed."""
+
+    code = "InvalidParameterValueException"
+    http_status = 400
+
+
+class InvalidPackageError(InvalidParameterError):
+    """Raised when a deployment package is unsafe or too large: path traversal, absolute
+    paths, symlinks leaving the package, size, entry count or compression-ratio limits.
+    The message names the offending entry; nothing is left half-written."""
+
+    code = "InvalidPackageException"
+
+
+class DependencyBuildError(FaasboxError):
+    """Raised when ``pip install --target`` fails for a function's requirements. The
+    message holds pip's own error text; the previously deployed code keeps serving."""
+
+    code = "DependencyBuildException"
+    http_status = 400
+
+
+class PayloadTooLargeError(FaasboxError):
+    """Raised when an invocation payload or response exceeds its size limit."""
+
+    code = "RequestTooLargeException"
+    http_status = 413
+
+
+class NotFoundError(FaasboxError, LookupError):
+    """Raised when a named resource does not exist. ``kind`` and ``name`` say which."""
+
+    code = "ResourceNotFoundException"
+    http_status = 404
+
+    def __init__(self, kind: str, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"{kind} not found: {name}")
+        self.kind = kind
+        self.name = name
+
+
+class FunctionNotFoundError(NotFoundError):
+    """Raised when no function has the given name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("Function", name)
+
+
+class VersionNotFoundError(NotFoundError):
+    """Raised when a function has no such published version."""
+
+    def __init__(self, function: str, version: str) -> None:
+        super().__init__("Version", f"{function}:{version}")
+
+
+class AliasNotFoundError(NotFoundError):
+    """Raised when a function has no alias of that name."""
+
+    def __init__(self, function: str, alias: str) -> None:
+        super().__init__("Alias", f"{function}:{alias}")
+
+
+class InvocationNotFoundError(NotFoundError):
+    """Raised when no invocation record has the given request id."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__("Invocation", request_id)
+
+
+class ConflictError(FaasboxError):
+    """Raised when a resource already exists or is in a state that forbids the change."""
+
+    code = "ResourceConflictException"
+    http_status = 409
+
+
+class TooManyRequestsError(FaasboxError):
+    """Raised when an invocation is refused at once because the function's reserved
+    concurrency or the node's memory capacity is used up (never queued without bound)."""
+
+    code = "TooManyRequestsException"
+    http_status = 429
+
+
+class ServerUnavailableError(FaasboxError):
+    """Raised by the remote client when nothing answers at the endpoint."""
+
+    code = "ServerUnavailable"
+    http_status = 503
+
+
+class RemoteError(FaasboxError):
+    """Raised by the remote client for an error answer the client has no class for."""
+
+    def __init__(self, code: str, message: str, http_status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+#: Error classes by code, so the remote client raises the same class the server did.
+BY_CODE: dict[str, type[FaasboxError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidParameterError,
+        InvalidPackageError,
+        DependencyBuildError,
+        PayloadTooLargeError,
+        ConflictError,
+        TooManyRequestsError,
+    )
+}

@@ -1,0 +1,177 @@
+"""Sync invocation: resolve the qualifier, run on the node, record, log, answer.
+
+Every call that reaches a function ends with exactly one invocation record whose
+status is final (success, error, timeout, oom, crash or throttled) and, unless
+throttled, one framed log block.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import replace
+
+import orjson
+
+from faasbox.config import Settings
+from faasbox.errors import InvalidParameterError, PayloadTooLargeError, TooManyRequestsError
+from faasbox.model import FunctionVersion, InvocationRecord, InvokeResult, Status, function_arn
+from faasbox.observe.logs import LogStore, billed_ms, frame
+from faasbox.registry.functions import Registry, split_qualified
+from faasbox.runtime.node import Node
+from faasbox.runtime.spec import Outcome, SandboxSpec
+from faasbox.stores.state import StateStore
+from faasbox.layout import Layout
+
+
+class Invoker:
+    """Runs sync invocations and keeps their records and logs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        layout: Layout,
+        registry: Registry,
+        node: Node,
+        store: StateStore,
+        logs: LogStore,
+    ) -> None:
+        self._settings = settings
+        self._layout = layout
+        self._registry = registry
+        self._node = node
+        self._store = store
+        self._logs = logs
+        self._specs: dict[str, SandboxSpec] = {}
+
+    def invoke(
+        self, name: str, event: bytes, qualifier: str | None = None
+    ) -> InvokeResult:
+        limit = self._settings.limits.sync_payload_bytes
+        if len(event) > limit:
+            raise PayloadTooLargeError(
+                f"request payload is {len(event)} bytes, over the {limit}-byte limit"
+            )
+        if not event.strip():
+            event = b"null"
+        try:
+            orjson.loads(event)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidParameterError(f"payload is not valid JSON: {exc}") from None
+        name, qualifier = split_qualified(name, qualifier)
+        version = self._registry.resolve(name, qualifier)
+        spec = self._spec(version)
+        # Reserved concurrency is a function-level setting (not versioned), as on Lambda.
+        reserved = self._registry.get(name).config.reserved_concurrency
+        if spec.reserved_concurrency != reserved:
+            spec = replace(spec, reserved_concurrency=reserved)
+        request_id = str(uuid.uuid4())
+        started = time.time()
+        try:
+            outcome = self._node.invoke(
+                spec,
+                event,
+                request_id=request_id,
+                invoked_function_arn=function_arn(name, qualifier),
+            )
+        except TooManyRequestsError:
+            self._store.add_record(
+                InvocationRecord(
+                    request_id=request_id,
+                    function=name,
+                    version=version.version,
+                    qualifier=qualifier or version.version,
+                    status=Status.THROTTLED,
+                    started_at=started,
+                    duration_ms=0.0,
+                    billed_duration_ms=0,
+                    memory_size_mb=version.config.memory_mb,
+                    max_memory_used_mb=0,
+                    error_type="TooManyRequestsException",
+                    error_message="Rate exceeded",
+                ),
+                log_file="",
+            )
+            raise
+        outcome = self._check_response_size(outcome)
+        return self._finish(name, qualifier, version, request_id, started, outcome)
+
+    def _check_response_size(self, outcome: Outcome) -> Outcome:
+        limit = self._settings.limits.sync_payload_bytes
+        if len(outcome.payload) <= limit:
+            return outcome
+        message = (
+            f"Response payload size ({len(outcome.payload)} bytes) exceeded maximum "
+            f"allowed payload size ({limit} bytes)."
+        )
+        payload = orjson.dumps(
+            {"errorMessage": message, "errorType": "Function.ResponseSizeTooLarge"}
+        )
+        return replace(
+            outcome,
+            status=Status.ERROR,
+            payload=payload,
+            error_type="Function.ResponseSizeTooLarge",
+            error_message=message,
+        )
+
+    def _finish(
+        self,
+        name: str,
+        qualifier: str | None,
+        version: FunctionVersion,
+        request_id: str,
+        started: float,
+        outcome: Outcome,
+    ) -> InvokeResult:
+        record = InvocationRecord(
+            request_id=request_id,
+            function=name,
+            version=version.version,
+            qualifier=qualifier or version.version,
+            status=outcome.status,
+            started_at=started,
+            duration_ms=round(outcome.duration_ms, 3),
+            billed_duration_ms=billed_ms(outcome.duration_ms),
+            memory_size_mb=version.config.memory_mb,
+            max_memory_used_mb=outcome.max_memory_used_mb,
+            init_duration_ms=(
+                round(outcome.init_duration_ms, 3)
+                if outcome.init_duration_ms is not None
+                else None
+            ),
+            error_type=outcome.error_type,
+            error_message=outcome.error_message,
+        )
+        text = frame(record, outcome.output)
+        log_file, offset, length = self._logs.append(name, text)
+        record = replace(record, log_offset=offset, log_length=length)
+        self._store.add_record(record, log_file)
+        return InvokeResult(
+            request_id=request_id,
+            payload=outcome.payload,
+            executed_version=version.version,
+            function_error=None if outcome.status is Status.SUCCESS else "Unhandled",
+            log=text,
+        )
+
+    def _spec(self, version: FunctionVersion) -> SandboxSpec:
+        spec = self._specs.get(version.revision)
+        if spec is None:
+            config = version.config
+            spec = SandboxSpec(
+                function=version.function,
+                version=version.version,
+                revision=version.revision,
+                handler=config.handler,
+                code_dir=self._layout.package(version.code_sha256),
+                layer_dir=(
+                    self._layout.layer(version.layer_sha256) if version.layer_sha256 else None
+                ),
+                memory_mb=config.memory_mb,
+                timeout_s=float(config.timeout_s),
+                environment=dict(config.environment),
+                reserved_concurrency=config.reserved_concurrency,
+            )
+            self._specs[version.revision] = spec
+        return spec

@@ -1,0 +1,66 @@
+"""The one place that builds every path under the home folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where things live under ``FAASBOX_HOME``.
+
+    ``state.db``                SQLite state (WAL)
+    ``packages/<sha256>/``      extracted code, content-addressed, read-only by convention
+    ``layers/<sha256>/``        dependency layers built by ``pip --target``
+    ``logs/<function>.log``     framed invocation logs; records hold offsets into them
+    ``sandboxes/<id>/``         each live sandbox's working dir, ``/tmp`` and raw output
+    ``tmp/``                    staging for atomic writes (same filesystem as the above)
+    """
+
+    home: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).resolve())
+
+    @property
+    def state_db(self) -> Path:
+        return self.home / "state.db"
+
+    @property
+    def packages(self) -> Path:
+        return self.home / "packages"
+
+    def package(self, sha256: str) -> Path:
+        return self.packages / sha256
+
+    @property
+    def layers(self) -> Path:
+        return self.home / "layers"
+
+    def layer(self, sha256: str) -> Path:
+        return self.layers / sha256
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    def function_log(self, function: str) -> Path:
+        return self.logs / f"{function}.log"
+
+    @property
+    def sandboxes(self) -> Path:
+        return self.home / "sandboxes"
+
+    def sandbox(self, sandbox_id: str) -> Path:
+        return self.sandboxes / sandbox_id
+
+    @property
+    def staging(self) -> Path:
+        return self.home / "tmp"
+
+    def ensure(self) -> Layout:
+        for path in (self.home, self.packages, self.layers, self.logs, self.sandboxes,
+                     self.staging):
+            path.mkdir(parents=True, exist_ok=True)
+        return self

@@ -1,0 +1,300 @@
+"""Domain values: immutable, validated when built, serialized explicitly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from faasbox.config import Limits
+from faasbox.errors import InvalidParameterError
+
+LATEST = "$LATEST"
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ALIAS_RE = re.compile(r"^(?!^[0-9]+$)[A-Za-z0-9_-]{1,128}$")
+IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+HANDLER_RE = re.compile(rf"^{IDENT}(\.{IDENT})*\.{IDENT}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+RESERVED_ENV = frozenset(
+    {
+        "_HANDLER",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+
+
+def validate_name(name: str, what: str = "function name") -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidParameterError(
+            f"invalid {what} {name!r}: use 1-64 letters, digits, '-' or '_'"
+        )
+    return name
+
+
+def validate_alias_name(name: str) -> str:
+    if not isinstance(name, str) or not ALIAS_RE.match(name):
+        raise InvalidParameterError(
+            f"invalid alias name {name!r}: use 1-128 letters, digits, '-' or '_', not only digits"
+        )
+    return name
+
+
+def validate_handler(handler: str) -> str:
+    if not isinstance(handler, str) or not HANDLER_RE.match(handler):
+        raise InvalidParameterError(
+            f"invalid handler {handler!r}: expected 'module.function' "
+            "(dotted packages allowed, e.g. 'pkg.mod.handler')"
+        )
+    return handler
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """The configuration of a function, as snapshotted into each published version."""
+
+    handler: str
+    memory_mb: int = 128
+    timeout_s: int = 3
+    environment: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+    reserved_concurrency: int | None = None
+
+    def validate(self, limits: Limits) -> FunctionConfig:
+        """Return self, or raise :class:`InvalidParameterError` naming the bad field."""
+        validate_handler(self.handler)
+        if not isinstance(self.memory_mb, int) or not (
+            limits.memory_min_mb <= self.memory_mb <= limits.memory_max_mb
+        ):
+            raise InvalidParameterError(
+                f"memory_mb={self.memory_mb!r} is out of range "
+                f"{limits.memory_min_mb}-{limits.memory_max_mb}"
+            )
+        if not isinstance(self.timeout_s, int) or not (
+            limits.timeout_min_s <= self.timeout_s <= limits.timeout_max_s
+        ):
+            raise InvalidParameterError(
+                f"timeout_s={self.timeout_s!r} is out of range "
+                f"{limits.timeout_min_s}-{limits.timeout_max_s}"
+            )
+        size = 0
+        for key, value in self.environment.items():
+            if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+                raise InvalidParameterError(f"invalid environment variable name {key!r}")
+            if key in RESERVED_ENV:
+                raise InvalidParameterError(f"environment variable {key} is reserved")
+            if not isinstance(value, str):
+                raise InvalidParameterError(f"environment variable {key} must be a string")
+            size += len(key.encode()) + len(value.encode())
+        if size > limits.environment_bytes:
+            raise InvalidParameterError(
+                f"environment variables take {size} bytes, over the "
+                f"{limits.environment_bytes}-byte limit"
+            )
+        if len(self.description) > 256:
+            raise InvalidParameterError("description is longer than 256 characters")
+        rc = self.reserved_concurrency
+        if rc is not None and (not isinstance(rc, int) or rc < 0 or rc > 1000):
+            raise InvalidParameterError(f"reserved_concurrency={rc!r} is out of range 0-1000")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "handler": self.handler,
+            "memory_mb": self.memory_mb,
+            "timeout_s": self.timeout_s,
+            "environment": dict(sorted(self.environment.items())),
+            "description": self.description,
+            "reserved_concurrency": self.reserved_concurrency,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FunctionConfig:
+        known = {"handler", "memory_mb", "timeout_s", "environment", "description",
+                 "reserved_concurrency"}
+        unknown = set(data) - known
+        if unknown:
+            raise InvalidParameterError(f"unknown configuration fields: {sorted(unknown)}")
+        if "handler" not in data:
+            raise InvalidParameterError("handler is required")
+        return cls(
+            handler=data["handler"],
+            memory_mb=data.get("memory_mb", 128),
+            timeout_s=data.get("timeout_s", 3),
+            environment=dict(data.get("environment") or {}),
+            description=data.get("description") or "",
+            reserved_concurrency=data.get("reserved_concurrency"),
+        )
+
+
+@dataclass(frozen=True)
+class FunctionVersion:
+    """One runnable snapshot: ``$LATEST`` or an immutable published number."""
+
+    function: str
+    version: str
+    code_sha256: str
+    layer_sha256: str | None
+    config: FunctionConfig
+    created_at: float
+    requirements_sha256: str | None = None
+    version_description: str = ""
+
+    @property
+    def content_sha256(self) -> str:
+        """Hash of what runs: code, dependency layer and configuration. Publishing an
+        unchanged ``$LATEST`` is detected by comparing it."""
+        blob = json.dumps(
+            [self.code_sha256, self.layer_sha256, self.config.to_dict()], sort_keys=True
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def revision(self) -> str:
+        """Identity of a sandbox pool: content plus version number.
+
+        Sandboxes are pooled per revision, so an update of ``$LATEST`` never reuses a
+        sandbox that holds the old code or configuration, and a version's sandboxes
+        report their own version number.
+        """
+        blob = f"{self.content_sha256}:{self.version}"
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def arn(self) -> str:
+        return function_arn(self.function, self.version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "function": self.function,
+            "version": self.version,
+            "code_sha256": self.code_sha256,
+            "layer_sha256": self.layer_sha256,
+            "requirements_sha256": self.requirements_sha256,
+            "version_description": self.version_description,
+            "revision": self.revision,
+            "created_at": self.created_at,
+            "arn": self.arn,
+            **self.config.to_dict(),
+        }
+
+
+def function_arn(function: str, qualifier: str | None = None) -> str:
+    base = f"arn:faasbox:lambda:local:000000000000:function:{function}"
+    return f"{base}:{qualifier}" if qualifier and qualifier != LATEST else base
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A name for a version, optionally splitting traffic with a second version."""
+
+    function: str
+    name: str
+    version: str
+    additional_version: str | None = None
+    additional_weight: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "function": self.function,
+            "name": self.name,
+            "version": self.version,
+            "additional_version": self.additional_version,
+            "additional_weight": self.additional_weight,
+            "arn": function_arn(self.function, self.name),
+        }
+
+
+class Status(str, Enum):
+    """The final state of an invocation. Every record has one; none is 'unknown'."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    OOM = "oom"
+    CRASH = "crash"
+    THROTTLED = "throttled"
+
+
+@dataclass(frozen=True)
+class InvocationRecord:
+    request_id: str
+    function: str
+    version: str
+    qualifier: str
+    status: Status
+    started_at: float
+    duration_ms: float
+    billed_duration_ms: int
+    memory_size_mb: int
+    max_memory_used_mb: int
+    init_duration_ms: float | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    log_offset: int = 0
+    log_length: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "function": self.function,
+            "version": self.version,
+            "qualifier": self.qualifier,
+            "status": self.status.value,
+            "started_at": self.started_at,
+            "duration_ms": self.duration_ms,
+            "billed_duration_ms": self.billed_duration_ms,
+            "memory_size_mb": self.memory_size_mb,
+            "max_memory_used_mb": self.max_memory_used_mb,
+            "init_duration_ms": self.init_duration_ms,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InvocationRecord:
+        return cls(
+            request_id=data["request_id"],
+            function=data["function"],
+            version=data["version"],
+            qualifier=data["qualifier"],
+            status=Status(data["status"]),
+            started_at=data["started_at"],
+            duration_ms=data["duration_ms"],
+            billed_duration_ms=data["billed_duration_ms"],
+            memory_size_mb=data["memory_size_mb"],
+            max_memory_used_mb=data["max_memory_used_mb"],
+            init_duration_ms=data.get("init_duration_ms"),
+            error_type=data.get("error_type"),
+            error_message=data.get("error_message"),
+        )
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """What a caller gets back from a sync invoke.
+
+    ``payload`` is the handler's JSON result (or Lambda's error object) as bytes;
+    ``function_error`` is ``"Unhandled"`` when the handler or its sandbox failed, as in
+    Lambda's ``X-Amz-Function-Error`` header; ``log`` holds the framed log of this call.
+    """
+
+    request_id: str
+    payload: bytes
+    executed_version: str
+    function_error: str | None = None
+    log: str = ""
+
+    def json(self) -> Any:
+        return json.loads(self.payload) if self.payload else None

@@ -1,0 +1,231 @@
+"""The control plane in one object, and the in-process client over it.
+
+``Platform`` wires settings, stores, registry, runtime node and invoker together and
+owns their lifecycles. ``LocalClient`` is the SDK surface over it; the HTTP server
+serves the same client, so all three interfaces run one code path.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from faasbox.config import Settings
+from faasbox.errors import ConflictError, InvalidParameterError
+from faasbox.layout import Layout
+from faasbox.model import LATEST, InvocationRecord, InvokeResult, validate_name
+from faasbox.observe.logs import LogStore
+from faasbox.registry.functions import Registry, split_qualified
+from faasbox.registry.layers import LayerBuilder
+from faasbox.registry.packages import PackageStore
+from faasbox.runtime.node import Node
+from faasbox.sdk import Client
+from faasbox.stores.sql import SqlStateStore
+
+import orjson
+
+
+class Platform:
+    """One faasbox control plane over one home folder (one process holds it at a time)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.layout = Layout(settings.home).ensure()
+        self._lock_fd = _lock_home(self.layout.home)
+        try:
+            self.store = SqlStateStore(f"sqlite:///{self.layout.state_db}")
+            self.logs = LogStore(self.layout)
+            self.packages = PackageStore(self.layout, settings.limits)
+            self.layers = LayerBuilder(self.layout, settings.pip)
+            self.node = Node(settings, self.layout)
+            self.registry = Registry(
+                self.store, self.packages, self.layers, settings, on_change=self._retire
+            )
+            from faasbox.invoker import Invoker
+
+            self.invoker = Invoker(
+                settings, self.layout, self.registry, self.node, self.store, self.logs
+            )
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self._closed = False
+
+    def _retire(self, function: str, live: frozenset[str]) -> None:
+        self.node.retire(function, keep_revisions=live)
+
+    def client(self) -> LocalClient:
+        return LocalClient(self)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.node.close()
+        finally:
+            self.logs.close()
+            self.store.close()
+            os.close(self._lock_fd)
+
+    def __enter__(self) -> Platform:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _lock_home(home: Path) -> int:
+    """Hold an exclusive lock on the home folder: two control planes would both own the
+    same sandboxes' pools and caches."""
+    fd = os.open(home / "faasbox.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise ConflictError(
+            f"home folder {home} is in use by pid {holder}: stop that platform, use another "
+            "--home, or talk to its server with faasbox.connect()"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+class LocalClient(Client):
+    """The SDK, running the platform in this process."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self._registry = platform.registry
+
+    def deploy(
+        self,
+        name: str,
+        path: str | Path | None = None,
+        *,
+        zip_bytes: bytes | None = None,
+        handler: str | None = None,
+        memory_mb: int | None = None,
+        timeout_s: int | None = None,
+        environment: Mapping[str, str] | None = None,
+        description: str | None = None,
+        reserved_concurrency: int | None = None,
+        requirements: str | None = None,
+        publish: bool = False,
+    ) -> dict[str, Any]:
+        version = self._registry.deploy(
+            name,
+            path=path,
+            zip_bytes=zip_bytes,
+            requirements=requirements,
+            handler=handler,
+            memory_mb=memory_mb,
+            timeout_s=timeout_s,
+            environment=dict(environment) if environment is not None else None,
+            description=description,
+            reserved_concurrency=reserved_concurrency,
+        )
+        if publish:
+            version = self._registry.publish(name)
+        return version.to_dict()
+
+    def update_config(self, name: str, **changes: Any) -> dict[str, Any]:
+        return self._registry.update_config(name, **changes).to_dict()
+
+    def publish(self, name: str, description: str = "") -> dict[str, Any]:
+        return self._registry.publish(name, description).to_dict()
+
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        additional_version: str | None = None,
+        additional_weight: float = 0.0,
+    ) -> dict[str, Any]:
+        return self._registry.set_alias(
+            name,
+            alias,
+            version,
+            additional_version=additional_version,
+            additional_weight=additional_weight,
+        ).to_dict()
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._registry.delete_alias(name, alias)
+
+    def invoke(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        qualifier: str | None = None,
+        raw: bytes | None = None,
+    ) -> InvokeResult:
+        if raw is None:
+            try:
+                raw = orjson.dumps(payload)
+            except TypeError as exc:
+                raise InvalidParameterError(f"payload is not JSON-serializable: {exc}") from None
+        return self.platform.invoker.invoke(name, raw, qualifier)
+
+    def list_functions(self) -> list[dict[str, Any]]:
+        return [v.to_dict() for v in self._registry.list()]
+
+    def get_function(self, name: str, qualifier: str | None = None) -> dict[str, Any]:
+        name, qualifier = split_qualified(name, qualifier)
+        if qualifier is None or qualifier == LATEST or qualifier.isdigit():
+            version = self._registry.get(name, qualifier or LATEST)
+        else:
+            version = self._registry.get(name, self._registry.alias(name, qualifier).version)
+        data = version.to_dict()
+        data["versions"] = [v.to_dict() for v in self._registry.versions(name)]
+        data["aliases"] = [a.to_dict() for a in self._registry.aliases(name)]
+        return data
+
+    def delete_function(self, name: str) -> None:
+        self._registry.delete(name)
+
+    def logs(
+        self,
+        name: str,
+        *,
+        request_id: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> str:
+        validate_name(name)
+        rows = self.platform.store.records(
+            name, request_id=request_id, since=since, limit=_check_limit(limit)
+        )
+        read = self.platform.logs.read
+        return "".join(
+            read(log_file, rec.log_offset, rec.log_length) for rec, log_file in reversed(rows)
+        )
+
+    def records(
+        self,
+        name: str | None = None,
+        *,
+        request_id: str | None = None,
+        limit: int = 100,
+    ) -> list[InvocationRecord]:
+        if name is not None:
+            validate_name(name)
+        rows = self.platform.store.records(name, request_id=request_id, limit=_check_limit(limit))
+        return [rec for rec, _ in rows]
+
+    def close(self) -> None:
+        self.platform.close()
+
+
+def _check_limit(limit: int) -> int:
+    if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+        raise InvalidParameterError(f"limit={limit!r} must be between 1 and 10000")
+    return limit

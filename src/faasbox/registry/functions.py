@@ -1,0 +1,289 @@
+"""The function registry: create, update, publish, alias, resolve, delete.
+
+Packages and dependency layers are built *before* the registry's single write
+transaction, so a failed build (bad zip, pip error) changes nothing and the previous
+code keeps serving. The state store makes each change atomic; last writer wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from faasbox.config import Settings
+from faasbox.errors import FunctionNotFoundError, InvalidParameterError
+from faasbox.model import (
+    LATEST,
+    Alias,
+    FunctionConfig,
+    FunctionVersion,
+    validate_alias_name,
+    validate_name,
+)
+from faasbox.registry.layers import LayerBuilder, normalize_requirements
+from faasbox.registry.packages import Package, PackageStore
+from faasbox.stores.state import StateStore
+
+CONFIG_FIELDS = (
+    "handler",
+    "memory_mb",
+    "timeout_s",
+    "environment",
+    "description",
+    "reserved_concurrency",
+)
+
+#: Called after a function's live revisions change: (function, revisions still live).
+OnChange = Callable[[str, frozenset[str]], None]
+
+
+def split_qualified(name: str, qualifier: str | None = None) -> tuple[str, str | None]:
+    """``fn:qual`` -> (fn, qual); an explicit ``qualifier`` must not contradict it."""
+    if ":" in name:
+        name, _, inline = name.partition(":")
+        if qualifier is not None and qualifier != inline:
+            raise InvalidParameterError(
+                f"qualifier {qualifier!r} contradicts the one in the name ({inline!r})"
+            )
+        qualifier = inline
+    validate_name(name)
+    if qualifier is not None and qualifier == "":
+        raise InvalidParameterError("empty qualifier")
+    return name, qualifier
+
+
+class Registry:
+    """Functions, versions and aliases, stored in a :class:`StateStore`."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        packages: PackageStore,
+        layers: LayerBuilder,
+        settings: Settings,
+        on_change: OnChange | None = None,
+    ) -> None:
+        self._store = store
+        self._packages = packages
+        self._layers = layers
+        self._settings = settings
+        self._on_change = on_change
+        self._rng = random.Random()
+        # Version lookups are on every invoke's path: cache them by (function, version)
+        # and drop a function's entries on every change made through this registry.
+        self._cache: dict[tuple[str, str], FunctionVersion] = {}
+        self._alias_cache: dict[tuple[str, str], Alias] = {}
+        self._cache_lock = threading.Lock()
+        self._generation = 0  # bumped on every change: a read that raced one isn't cached
+
+    # -- writes -------------------------------------------------------------------------
+
+    def deploy(
+        self,
+        name: str,
+        *,
+        path: str | Path | None = None,
+        zip_bytes: bytes | None = None,
+        requirements: str | None = None,
+        **changes: Any,
+    ) -> FunctionVersion:
+        """Create the function or update ``$LATEST``'s code and/or configuration."""
+        validate_name(name)
+        changes = {k: v for k, v in changes.items() if v is not None}
+        self._check_fields(changes)
+        current = self._latest_or_none(name)
+        if path is not None and zip_bytes is not None:
+            raise InvalidParameterError("give a package path or zip bytes, not both")
+        package: Package | None = None
+        if path is not None:
+            path = Path(path)
+            if not path.exists():
+                raise InvalidParameterError(f"package path does not exist: {path}")
+            package = self._packages.ingest(path)
+        elif zip_bytes is not None:
+            package = self._packages.ingest_zip(zip_bytes)
+        if current is None and package is None:
+            raise InvalidParameterError(f"function {name} does not exist: give its code")
+        if current is None and "handler" not in changes:
+            raise InvalidParameterError("handler is required to create a function")
+
+        base = current.config.to_dict() if current else {}
+        config = FunctionConfig.from_dict({**base, **changes}).validate(self._settings.limits)
+
+        code_sha = package.sha256 if package else current.code_sha256  # type: ignore[union-attr]
+        if requirements is None and package is not None:
+            requirements = package.requirements
+        if requirements is not None:
+            layer = self._layers.build(requirements)
+            layer_sha = layer.sha256 if layer else None
+            req_sha = _requirements_sha(requirements)
+        elif current is not None and package is None:
+            layer_sha, req_sha = current.layer_sha256, current.requirements_sha256
+        else:
+            layer_sha = req_sha = None
+
+        version = FunctionVersion(
+            function=name,
+            version=LATEST,
+            code_sha256=code_sha,
+            layer_sha256=layer_sha,
+            requirements_sha256=req_sha,
+            config=config,
+            created_at=time.time(),
+        )
+        self._store.put_latest(version)
+        self._changed(name)
+        return version
+
+    def update_config(self, name: str, **changes: Any) -> FunctionVersion:
+        validate_name(name)
+        if not changes:
+            raise InvalidParameterError("no configuration change given")
+        self._check_fields(changes)
+        current = self._store.get_version(name, LATEST)
+        config = FunctionConfig.from_dict({**current.config.to_dict(), **changes})
+        config.validate(self._settings.limits)
+        version = replace(current, config=config, created_at=time.time())
+        self._store.put_latest(version, create=False)
+        self._changed(name)
+        return version
+
+    def publish(self, name: str, description: str = "") -> FunctionVersion:
+        validate_name(name)
+        if len(description) > 256:
+            raise InvalidParameterError("description is longer than 256 characters")
+        version = self._store.publish(name, description)
+        self._changed(name)
+        return version
+
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        additional_version: str | None = None,
+        additional_weight: float = 0.0,
+    ) -> Alias:
+        validate_name(name)
+        validate_alias_name(alias)
+        version = str(version)
+        if additional_version is not None:
+            additional_version = str(additional_version)
+        for v in (version, additional_version):
+            if v is not None and v != LATEST and not v.isdigit():
+                raise InvalidParameterError(f"invalid version {v!r}: use a number or $LATEST")
+        if not isinstance(additional_weight, int | float) or not 0.0 <= additional_weight <= 1.0:
+            raise InvalidParameterError(
+                f"additional_weight={additional_weight!r} must be between 0 and 1"
+            )
+        if additional_weight and additional_version is None:
+            raise InvalidParameterError("a weight needs an additional_version")
+        if additional_version is not None and additional_version == version:
+            raise InvalidParameterError("additional_version must differ from version")
+        value = Alias(name, alias, version, additional_version, float(additional_weight))
+        self._store.put_alias(value)
+        self._changed(name)
+        return value
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        validate_name(name)
+        self._store.delete_alias(name, alias)
+        self._changed(name)
+
+    def delete(self, name: str) -> None:
+        validate_name(name)
+        self._store.delete_function(name)
+        self._changed(name, deleted=True)
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get(self, name: str, version: str = LATEST) -> FunctionVersion:
+        key = (name, version)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        generation = self._generation
+        found = self._store.get_version(name, version)
+        with self._cache_lock:
+            if generation == self._generation:
+                self._cache[key] = found
+        return found
+
+    def resolve(self, name: str, qualifier: str | None = None) -> FunctionVersion:
+        """The version a call runs: ``$LATEST``, a number, or an alias (weighted)."""
+        if qualifier is None or qualifier == LATEST:
+            return self.get(name, LATEST)
+        if qualifier.isdigit():
+            return self.get(name, qualifier)
+        alias = self.alias(name, qualifier)
+        chosen = alias.version
+        if alias.additional_version and self._rng.random() < alias.additional_weight:
+            chosen = alias.additional_version
+        return self.get(name, chosen)
+
+    def alias(self, name: str, alias: str) -> Alias:
+        key = (name, alias)
+        cached = self._alias_cache.get(key)
+        if cached is not None:
+            return cached
+        generation = self._generation
+        found = self._store.get_alias(name, alias)
+        with self._cache_lock:
+            if generation == self._generation:
+                self._alias_cache[key] = found
+        return found
+
+    def list(self) -> list[FunctionVersion]:
+        return self._store.list_latest()
+
+    def versions(self, name: str) -> list[FunctionVersion]:
+        return self._store.list_versions(name)
+
+    def aliases(self, name: str) -> list[Alias]:
+        return self._store.list_aliases(name)
+
+    def live_revisions(self, name: str) -> frozenset[str]:
+        try:
+            latest = self._store.get_version(name, LATEST)
+        except FunctionNotFoundError:
+            return frozenset()
+        return frozenset(
+            [latest.revision] + [v.revision for v in self._store.list_versions(name)]
+        )
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _latest_or_none(self, name: str) -> FunctionVersion | None:
+        try:
+            return self._store.get_version(name, LATEST)
+        except FunctionNotFoundError:
+            return None
+
+    @staticmethod
+    def _check_fields(changes: Mapping[str, Any]) -> None:
+        unknown = set(changes) - set(CONFIG_FIELDS)
+        if unknown:
+            raise InvalidParameterError(
+                f"unknown configuration fields: {sorted(unknown)}; known: {list(CONFIG_FIELDS)}"
+            )
+
+    def _changed(self, name: str, deleted: bool = False) -> None:
+        with self._cache_lock:
+            self._generation += 1
+            for cache in (self._cache, self._alias_cache):
+                for key in [k for k in cache if k[0] == name]:
+                    del cache[key]
+        if self._on_change is not None:
+            self._on_change(name, frozenset() if deleted else self.live_revisions(name))
+
+
+def _requirements_sha(text: str) -> str | None:
+    normalized = normalize_requirements(text)
+    return hashlib.sha256(normalized.encode()).hexdigest() if normalized else None

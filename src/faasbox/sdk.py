@@ -1,0 +1,136 @@
+"""One client interface, two ways to reach the platform.
+
+``faasbox.local(home=...)`` runs the platform inside the calling process;
+``faasbox.connect(url)`` talks to a ``faasbox up`` server over HTTP. Both return a
+:class:`Client` with the same methods, results and errors.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from faasbox.model import InvocationRecord, InvokeResult
+
+
+class Client(abc.ABC):
+    """The faasbox API. Function dicts are JSON-ready (see ``FunctionVersion.to_dict``)."""
+
+    @abc.abstractmethod
+    def deploy(
+        self,
+        name: str,
+        path: str | Path | None = None,
+        *,
+        zip_bytes: bytes | None = None,
+        handler: str | None = None,
+        memory_mb: int | None = None,
+        timeout_s: int | None = None,
+        environment: Mapping[str, str] | None = None,
+        description: str | None = None,
+        reserved_concurrency: int | None = None,
+        requirements: str | None = None,
+        publish: bool = False,
+    ) -> dict[str, Any]:
+        """Create the function or update its ``$LATEST`` code and configuration.
+
+        ``path`` is a folder or a zip file (or give ``zip_bytes``). ``requirements`` is the
+        text of a requirements.txt; without it, one inside the package is used. Settings
+        left as None keep their current value (or the default on creation; ``handler`` is
+        required on creation). Returns ``$LATEST`` (or the new version with ``publish``).
+        Raises InvalidParameterError, InvalidPackageError, DependencyBuildError; on any
+        error nothing changes and the previous code keeps serving.
+        """
+
+    @abc.abstractmethod
+    def update_config(self, name: str, **changes: Any) -> dict[str, Any]:
+        """Change configuration fields of ``$LATEST`` (handler, memory_mb, timeout_s,
+        environment, description, reserved_concurrency). Returns ``$LATEST``."""
+
+    @abc.abstractmethod
+    def publish(self, name: str, description: str = "") -> dict[str, Any]:
+        """Snapshot ``$LATEST`` as an immutable numbered version. Publishing an unchanged
+        ``$LATEST`` again returns the existing version."""
+
+    @abc.abstractmethod
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        additional_version: str | None = None,
+        additional_weight: float = 0.0,
+    ) -> dict[str, Any]:
+        """Create or move an alias; ``additional_weight`` (0-1) of calls go to
+        ``additional_version``. Raises VersionNotFoundError for a missing version."""
+
+    @abc.abstractmethod
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove an alias. Raises AliasNotFoundError."""
+
+    @abc.abstractmethod
+    def invoke(
+        self, name: str, payload: Any = None, *, qualifier: str | None = None,
+        raw: bytes | None = None,
+    ) -> InvokeResult:
+        """Run the function synchronously. ``name`` may be ``fn:qualifier``. ``payload`` is
+        any JSON value (or give ``raw`` JSON bytes). A handler failure is not raised: it
+        comes back with ``function_error`` set. Raises TooManyRequestsError (throttled),
+        PayloadTooLargeError, InvalidParameterError (payload not JSON), NotFoundError."""
+
+    @abc.abstractmethod
+    def list_functions(self) -> list[dict[str, Any]]:
+        """Every function's ``$LATEST``, sorted by name."""
+
+    @abc.abstractmethod
+    def get_function(self, name: str, qualifier: str | None = None) -> dict[str, Any]:
+        """One function version (``$LATEST`` by default) plus ``versions`` and ``aliases``
+        lists of the function."""
+
+    @abc.abstractmethod
+    def delete_function(self, name: str) -> None:
+        """Delete the function, its versions and aliases. Busy sandboxes finish their
+        call, then go; records and logs stay queryable."""
+
+    @abc.abstractmethod
+    def logs(
+        self, name: str, *, request_id: str | None = None, since: float | None = None,
+        limit: int = 100,
+    ) -> str:
+        """Framed log text (START/END/REPORT) of the function's latest ``limit``
+        invocations, or of one request id, or of those started at/after ``since``."""
+
+    @abc.abstractmethod
+    def records(
+        self, name: str | None = None, *, request_id: str | None = None, limit: int = 100,
+    ) -> list[InvocationRecord]:
+        """Invocation records, newest first, of one function or one request id."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release processes, connections and files. Idempotent."""
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def local(home: str | Path | None = None, **settings: Any) -> Client:
+    """A client running the platform in this process (see :mod:`faasbox.platform`)."""
+    from faasbox.config import Settings
+    from faasbox.platform import Platform
+
+    return Platform(Settings.from_env(home=home, **settings)).client()
+
+
+def connect(url: str | None = None, **kwargs: Any) -> Client:
+    """A client for a running server; ``url`` defaults to ``FAASBOX_ENDPOINT``."""
+    from faasbox.config import Settings
+    from faasbox.remote import RemoteClient
+
+    return RemoteClient(url or Settings.from_env().endpoint, **kwargs)

@@ -1,0 +1,79 @@
+"""Validation of names, handlers and configuration: clear errors, nothing accepted."""
+
+from __future__ import annotations
+
+import pytest
+
+from faasbox.config import Limits, Settings
+from faasbox.errors import InvalidParameterError
+from faasbox.model import FunctionConfig, FunctionVersion, validate_handler, validate_name
+
+
+@pytest.mark.parametrize("name", ["a", "hello-world_1", "A" * 64])
+def test_valid_names_pass(name: str) -> None:
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x" * 65, "../etc", "fn:1", "é"])
+def test_invalid_names_say_what_is_wrong(name: str) -> None:
+    with pytest.raises(InvalidParameterError, match="invalid function name"):
+        validate_name(name)
+
+
+@pytest.mark.parametrize("handler", ["app.handler", "pkg.sub.mod.fn", "_m.f1"])
+def test_valid_handlers_pass(handler: str) -> None:
+    assert validate_handler(handler) == handler
+
+
+@pytest.mark.parametrize("handler", ["app", ".x", "app.", "a..b", "1app.f", "app.f-g", ""])
+def test_invalid_handlers_are_refused(handler: str) -> None:
+    with pytest.raises(InvalidParameterError, match="module.function"):
+        validate_handler(handler)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"memory_mb": 127}, "memory_mb=127 is out of range 128-10240"),
+        ({"memory_mb": 10241}, "out of range"),
+        ({"timeout_s": 0}, "timeout_s=0 is out of range 1-900"),
+        ({"timeout_s": 901}, "out of range"),
+        ({"environment": {"1BAD": "x"}}, "invalid environment variable name"),
+        ({"environment": {"AWS_LAMBDA_FUNCTION_NAME": "x"}}, "reserved"),
+        ({"environment": {"BIG": "x" * 5000}}, "over the 4096-byte limit"),
+        ({"reserved_concurrency": -1}, "reserved_concurrency"),
+    ],
+)
+def test_configuration_out_of_range_is_refused(changes: dict, message: str) -> None:
+    with pytest.raises(InvalidParameterError, match=message):
+        FunctionConfig(handler="app.handler", **changes).validate(Limits())
+
+
+def test_defaults_are_lambdas() -> None:
+    config = FunctionConfig(handler="app.handler").validate(Limits())
+    assert (config.memory_mb, config.timeout_s) == (128, 3)
+
+
+def test_unknown_config_field_is_refused() -> None:
+    with pytest.raises(InvalidParameterError, match="unknown configuration fields"):
+        FunctionConfig.from_dict({"handler": "a.b", "memroy": 1})
+
+
+def test_revision_changes_with_code_config_and_version() -> None:
+    base = FunctionVersion("f", "$LATEST", "a" * 64, None, FunctionConfig("a.b"), 0.0)
+    same = FunctionVersion("f", "$LATEST", "a" * 64, None, FunctionConfig("a.b"), 9.0)
+    other_code = FunctionVersion("f", "$LATEST", "b" * 64, None, FunctionConfig("a.b"), 0.0)
+    other_cfg = FunctionVersion("f", "$LATEST", "a" * 64, None, FunctionConfig("a.b", 256), 0.0)
+    published = FunctionVersion("f", "1", "a" * 64, None, FunctionConfig("a.b"), 0.0)
+    assert base.revision == same.revision
+    assert len({base.revision, other_code.revision, other_cfg.revision, published.revision}) == 4
+    assert base.content_sha256 == published.content_sha256
+
+
+def test_settings_read_the_environment_and_overrides_win(tmp_path) -> None:
+    env = {"FAASBOX_HOME": str(tmp_path), "FAASBOX_PORT": "9000", "FAASBOX_KEEP_ALIVE_S": "2.5"}
+    settings = Settings.from_env(env)
+    assert settings.home == tmp_path and settings.port == 9000 and settings.keep_alive_s == 2.5
+    assert Settings.from_env(env, port=1234).port == 1234
+    with pytest.raises(ValueError, match="FAASBOX_PORT"):
+        Settings.from_env({"FAASBOX_PORT": "abc"})
