@@ -41,6 +41,9 @@ class Limits:
     unzipped_bytes: int = 250 * MB
     package_entries: int = 20_000
     compression_ratio: int = 100
+    #: The ratio limit applies to entries that expand past this size: small, highly
+    #: repetitive files (a 2 KB run of spaces) are ordinary, bombs are not small.
+    compression_floor_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True)

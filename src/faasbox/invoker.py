@@ -15,13 +15,13 @@ import orjson
 
 from faasbox.config import Settings
 from faasbox.errors import InvalidParameterError, PayloadTooLargeError, TooManyRequestsError
+from faasbox.layout import Layout
 from faasbox.model import FunctionVersion, InvocationRecord, InvokeResult, Status, function_arn
 from faasbox.observe.logs import LogStore, billed_ms, frame
 from faasbox.registry.functions import Registry, split_qualified
 from faasbox.runtime.node import Node
 from faasbox.runtime.spec import Outcome, SandboxSpec
 from faasbox.stores.state import StateStore
-from faasbox.layout import Layout
 
 
 class Invoker:

@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from faasbox.config import Limits
@@ -216,7 +216,7 @@ class Alias:
         }
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """The final state of an invocation. Every record has one; none is 'unknown'."""
 
     SUCCESS = "success"

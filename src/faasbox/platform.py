@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from faasbox.config import Settings
 from faasbox.errors import ConflictError, InvalidParameterError
@@ -25,8 +28,6 @@ from faasbox.runtime.node import Node
 from faasbox.sdk import Client
 from faasbox.stores.sql import SqlStateStore
 
-import orjson
-
 
 class Platform:
     """One faasbox control plane over one home folder (one process holds it at a time)."""
@@ -36,6 +37,7 @@ class Platform:
         self.layout = Layout(settings.home).ensure()
         self._lock_fd = _lock_home(self.layout.home)
         try:
+            _clear_leftovers(self.layout)
             self.store = SqlStateStore(f"sqlite:///{self.layout.state_db}")
             self.logs = LogStore(self.layout)
             self.packages = PackageStore(self.layout, settings.limits)
@@ -94,6 +96,17 @@ def _lock_home(home: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def _clear_leftovers(layout: Layout) -> None:
+    """Remove what a crashed predecessor left half-done: staging folders (never yet
+    committed by rename) and dead sandboxes' folders. Safe: we hold the home lock."""
+    for parent in (layout.staging, layout.sandboxes):
+        for entry in parent.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 class LocalClient(Client):
@@ -176,7 +189,7 @@ class LocalClient(Client):
         return self.platform.invoker.invoke(name, raw, qualifier)
 
     def list_functions(self) -> list[dict[str, Any]]:
-        return [v.to_dict() for v in self._registry.list()]
+        return [v.to_dict() for v in self._registry.list_latest()]
 
     def get_function(self, name: str, qualifier: str | None = None) -> dict[str, Any]:
         name, qualifier = split_qualified(name, qualifier)

@@ -27,7 +27,7 @@ def test_valid_handlers_pass(handler: str) -> None:
 
 @pytest.mark.parametrize("handler", ["app", ".x", "app.", "a..b", "1app.f", "app.f-g", ""])
 def test_invalid_handlers_are_refused(handler: str) -> None:
-    with pytest.raises(InvalidParameterError, match="module.function"):
+    with pytest.raises(InvalidParameterError, match=r"module\.function"):
         validate_handler(handler)
 
 

@@ -240,7 +240,7 @@ class Registry:
                 self._alias_cache[key] = found
         return found
 
-    def list(self) -> list[FunctionVersion]:
+    def list_latest(self) -> list[FunctionVersion]:
         return self._store.list_latest()
 
     def versions(self, name: str) -> list[FunctionVersion]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import replace
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa

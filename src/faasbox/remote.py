@@ -1,0 +1,292 @@
+"""The SDK over HTTP: :class:`RemoteClient` talks to a ``faasbox up`` server.
+
+It implements every :class:`faasbox.sdk.Client` method with one pooled ``httpx.Client``
+and raises the same :mod:`faasbox.errors` class the server raised, so code written
+against ``faasbox.local()`` behaves the same against ``faasbox.connect(url)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import zipfile
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import quote, urlsplit
+
+import httpx
+import orjson
+
+from faasbox import errors
+from faasbox.model import InvocationRecord, InvokeResult
+from faasbox.sdk import Client
+
+#: Long enough for the longest function timeout (900 s) and a dependency build.
+DEFAULT_TIMEOUT_S = 960.0
+START_HINT = "start one with `faasbox up` or `make run`, or set FAASBOX_ENDPOINT"
+
+_JSON = {"content-type": "application/json"}
+_JSON_TAIL = {"content-type": "application/json", "x-amz-log-type": "Tail"}
+_NOT_FOUND_RE = re.compile(r"^(\w+) not found: (.+)$")
+_SKIP_DIRS = frozenset({"__pycache__"})
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@lru_cache(maxsize=1024)
+def _fn(name: str) -> str:
+    return "/v1/functions/" + quote(name, safe="")
+
+
+class RemoteClient(Client):
+    """A :class:`~faasbox.sdk.Client` for the server at ``url``.
+
+    ``timeout_s`` bounds each call (connecting takes at most 5 s of it). With
+    ``log_tail`` every invoke asks for the log's tail (``InvokeResult.log``, the last
+    4 KB, as Lambda's ``LogType=Tail``); otherwise ``log`` is empty and
+    :meth:`logs` with the request id gives the whole framed log.
+    """
+
+    def __init__(
+        self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S, *, log_tail: bool = False
+    ) -> None:
+        self.url = url.rstrip("/")
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise errors.InvalidParameterError(
+                f"endpoint {url!r} is not an http(s) URL such as http://127.0.0.1:8642"
+            )
+        host = parts.hostname
+        loopback = host in ("localhost", "::1") or host.startswith("127.")
+        self._invoke_headers = _JSON_TAIL if log_tail else _JSON
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+            trust_env=not loopback,  # a proxy from the environment never serves loopback
+        )
+
+    # -- transport -------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise errors.ServerUnavailableError(
+                f"no faasbox server answers at {self.url}: {START_HINT}"
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise errors.RemoteError(
+                "ClientTimeout", f"{self.url} did not answer {method} {path} in time", 504
+            ) from exc
+        except httpx.TransportError as exc:
+            raise errors.ServerUnavailableError(
+                f"lost the connection to {self.url} ({exc}): {START_HINT}"
+            ) from exc
+        if response.status_code >= 400:
+            _raise_for(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    # -- functions -------------------------------------------------------------------
+
+    def deploy(
+        self,
+        name: str,
+        path: str | Path | None = None,
+        *,
+        zip_bytes: bytes | None = None,
+        handler: str | None = None,
+        memory_mb: int | None = None,
+        timeout_s: int | None = None,
+        environment: Mapping[str, str] | None = None,
+        description: str | None = None,
+        reserved_concurrency: int | None = None,
+        requirements: str | None = None,
+        publish: bool = False,
+    ) -> dict[str, Any]:
+        if path is not None and zip_bytes is not None:
+            raise errors.InvalidParameterError("give either path or zip_bytes, not both")
+        if path is not None:
+            zip_bytes = package(path)
+        body: dict[str, Any] = {"publish": publish}
+        if zip_bytes is not None:
+            body["zip_base64"] = base64.b64encode(zip_bytes).decode()
+        for key, value in (
+            ("handler", handler),
+            ("memory_mb", memory_mb),
+            ("timeout_s", timeout_s),
+            ("environment", dict(environment) if environment is not None else None),
+            ("description", description),
+            ("reserved_concurrency", reserved_concurrency),
+            ("requirements", requirements),
+        ):
+            if value is not None:
+                body[key] = value
+        result: dict[str, Any] = self._json("POST", _fn(name), json=body)
+        return result
+
+    def update_config(self, name: str, **changes: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("PATCH", _fn(name) + "/config", json=changes)
+        return result
+
+    def publish(self, name: str, description: str = "") -> dict[str, Any]:
+        body = {"description": description}
+        result: dict[str, Any] = self._json("POST", _fn(name) + "/versions", json=body)
+        return result
+
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        additional_version: str | None = None,
+        additional_weight: float = 0.0,
+    ) -> dict[str, Any]:
+        body = {
+            "version": str(version),
+            "additional_version": additional_version,
+            "additional_weight": additional_weight,
+        }
+        path = f"{_fn(name)}/aliases/{quote(alias, safe='')}"
+        result: dict[str, Any] = self._json("PUT", path, json=body)
+        return result
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._request("DELETE", f"{_fn(name)}/aliases/{quote(alias, safe='')}")
+
+    def list_functions(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._json("GET", "/v1/functions")["functions"]
+        return result
+
+    def get_function(self, name: str, qualifier: str | None = None) -> dict[str, Any]:
+        params = {"qualifier": qualifier} if qualifier is not None else None
+        result: dict[str, Any] = self._json("GET", _fn(name), params=params)
+        return result
+
+    def delete_function(self, name: str) -> None:
+        self._request("DELETE", _fn(name))
+
+    # -- invoke ----------------------------------------------------------------------
+
+    def invoke(
+        self, name: str, payload: Any = None, *, qualifier: str | None = None,
+        raw: bytes | None = None,
+    ) -> InvokeResult:
+        if raw is None:
+            raw = _dumps(payload)
+        response = self._request(
+            "POST",
+            _fn(name) + "/invoke",
+            content=raw,
+            params={"qualifier": qualifier} if qualifier is not None else None,
+            headers=self._invoke_headers,
+        )
+        headers = response.headers
+        tail = headers.get("x-amz-log-result")
+        return InvokeResult(
+            request_id=headers.get("x-amzn-requestid", ""),
+            payload=response.content,
+            executed_version=headers.get("x-amz-executed-version", ""),
+            function_error=headers.get("x-amz-function-error"),
+            log=base64.b64decode(tail).decode(errors="replace") if tail else "",
+        )
+
+    # -- observe ---------------------------------------------------------------------
+
+    def logs(
+        self, name: str, *, request_id: str | None = None, since: float | None = None,
+        limit: int = 100,
+    ) -> str:
+        params: dict[str, Any] = {"limit": limit}
+        if request_id is not None:
+            params["request_id"] = request_id
+        if since is not None:
+            params["since"] = since
+        return self._request("GET", _fn(name) + "/logs", params=params).text
+
+    def records(
+        self, name: str | None = None, *, request_id: str | None = None, limit: int = 100,
+    ) -> list[InvocationRecord]:
+        params: dict[str, Any] = {"limit": limit}
+        if name is not None:
+            params["function"] = name
+        if request_id is not None:
+            params["request_id"] = request_id
+        data = self._json("GET", "/v1/records", params=params)
+        return [InvocationRecord.from_dict(item) for item in data["records"]]
+
+    def health(self) -> bool:
+        """True when the server answers ``/healthz``; raises ServerUnavailableError."""
+        return bool(self._json("GET", "/healthz").get("status") == "ok")
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _dumps(payload: Any) -> bytes:
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise errors.InvalidParameterError(f"payload is not JSON-serializable: {exc}") from exc
+
+
+def _raise_for(response: httpx.Response) -> NoReturn:
+    """Raise the faasbox error an error answer stands for."""
+    status = response.status_code
+    try:
+        data = response.json()
+        code, message = str(data["errorType"]), str(data["errorMessage"])
+    except (ValueError, KeyError, TypeError):
+        code, message = f"HTTP{status}", response.text[:500] or response.reason_phrase
+    if status == 404:
+        raise _not_found(message)
+    cls = errors.BY_CODE.get(code)
+    if cls is not None:
+        raise cls(message)
+    raise errors.RemoteError(code, message, status)
+
+
+def _not_found(message: str) -> errors.NotFoundError:
+    match = _NOT_FOUND_RE.match(message)
+    if match is None:
+        return errors.NotFoundError("Resource", "", message)
+    kind, name = match.groups()
+    function, _, qualifier = name.rpartition(":")
+    if kind == "Function":
+        return errors.FunctionNotFoundError(name)
+    if kind == "Version" and function:
+        return errors.VersionNotFoundError(function, qualifier)
+    if kind == "Alias" and function:
+        return errors.AliasNotFoundError(function, qualifier)
+    if kind == "Invocation":
+        return errors.InvocationNotFoundError(name)
+    return errors.NotFoundError(kind, name, message)
+
+
+def package(path: str | Path) -> bytes:
+    """The deployment package at ``path``: a zip file's bytes, or a folder zipped in
+    memory (without ``__pycache__`` and ``.pyc``; same files give the same bytes)."""
+    root = Path(path)
+    if root.is_file():
+        return root.read_bytes()
+    if not root.is_dir():
+        raise errors.InvalidParameterError(f"{path}: no such folder or zip file")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+            for file in sorted(files):
+                if file.endswith(".pyc"):
+                    continue
+                full = Path(folder, file)
+                info = zipfile.ZipInfo(full.relative_to(root).as_posix(), _ZIP_EPOCH)
+                info.external_attr = (full.stat().st_mode & 0o777) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, full.read_bytes())
+    return buffer.getvalue()

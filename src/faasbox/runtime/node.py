@@ -1,0 +1,324 @@
+"""The execution capacity of one machine: admission, pools, keep-alive, the zygote.
+
+:meth:`Node.invoke` runs on the caller's thread. Under one lock it admits the call
+(reserved concurrency, memory capacity) and takes a warm sandbox or reserves the memory
+of a new one; the socket I/O and the cold start happen outside the lock. Nothing
+waits in a queue: a call that cannot be admitted at once raises
+:class:`TooManyRequestsError`.
+"""
+
+from __future__ import annotations
+
+import platform
+import secrets
+import sys
+import threading
+import time
+from collections import Counter
+from types import TracebackType
+from typing import Any
+
+from faasbox.config import Settings
+from faasbox.errors import FaasboxError, TooManyRequestsError
+from faasbox.layout import Layout
+from faasbox.runtime.memory import choose
+from faasbox.runtime.pool import Pool
+from faasbox.runtime.process import ProcessSandboxFactory
+from faasbox.runtime.sandbox import InitFailed, Sandbox, SandboxFactory
+from faasbox.runtime.spec import Outcome, SandboxSpec
+
+#: How long close() lets busy calls return after their sandboxes were killed.
+CLOSE_WAIT_S = 5.0
+
+
+class Node:
+    """Runs invocations in pooled sandboxes. Starts lazily; a context manager.
+
+    ``factory`` replaces the process sandbox factory (tests, other isolation levels).
+    """
+
+    def __init__(self, settings: Settings, layout: Layout, *,
+                 factory: SandboxFactory | None = None) -> None:
+        self.settings = settings
+        self.layout = layout
+        self.id = secrets.token_hex(4)
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._idle_cond = threading.Condition(self._lock)
+        self._start_lock = threading.Lock()
+        self._pools: dict[tuple[str, str], Pool] = {}
+        self._live: dict[str, Sandbox] = {}
+        self._inflight: Counter[str] = Counter()
+        self._used_mb = 0
+        self._closed = False
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def _started(self) -> SandboxFactory:
+        factory = self._factory
+        if factory is not None and self._reaper is not None:
+            return factory
+        with self._start_lock:
+            if self._closed:
+                raise FaasboxError("the node is closed")
+            if self._factory is None:
+                self.layout.ensure()
+                memory = choose(self.settings, self.id)
+                self._factory = ProcessSandboxFactory(self.settings, self.layout, memory)
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap_loop, daemon=True,
+                                                name=f"faasbox-node-{self.id}-reaper")
+                self._reaper.start()
+            return self._factory
+
+    def close(self) -> None:
+        """Kill every sandbox and the zygote. Idempotent."""
+        with self._start_lock, self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            idle = [sb for pool in self._pools.values() for sb in pool.drain()]
+            busy = [sb for pool in self._pools.values() for sb in pool.busy]
+            for sandbox in idle:
+                self._forget(sandbox)
+        self._stop.set()
+        for sandbox in busy:
+            sandbox.kill()  # its caller gets the outcome and destroys it
+        for sandbox in idle:
+            sandbox.destroy("node closed")
+        with self._lock:
+            self._idle_cond.wait_for(lambda: not self._live, CLOSE_WAIT_S)
+        if self._reaper is not None and self._reaper is not threading.current_thread():
+            self._reaper.join(CLOSE_WAIT_S)
+        if self._factory is not None:
+            self._factory.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- invocations --------------------------------------------------------------------
+
+    def invoke(self, spec: SandboxSpec, event: bytes, *, request_id: str,
+               invoked_function_arn: str) -> Outcome:
+        """Run ``event`` (JSON bytes) through ``spec``'s handler on this thread.
+
+        Raises :class:`TooManyRequestsError` at once when the function's reserved
+        concurrency is all busy, or when a new sandbox would exceed the node's memory
+        capacity and evicting idle sandboxes of other revisions cannot make room;
+        :class:`FaasboxError` when no sandbox can be started at all.
+        """
+        factory = self._started()
+        evicted: list[Sandbox] = []
+        with self._lock:
+            if self._closed:
+                raise FaasboxError("the node is closed")
+            limit = spec.reserved_concurrency
+            if limit is not None and self._inflight[spec.function] >= limit:
+                raise TooManyRequestsError(
+                    f"Rate Exceeded: function {spec.function} is at its reserved "
+                    f"concurrency of {limit}")
+            pool = self._pools.get(spec.pool_key)
+            if pool is None:
+                pool = self._pools[spec.pool_key] = Pool(spec)
+            sandbox = pool.take()
+            if sandbox is None:
+                evicted = self._make_room(spec, pool)
+                pool.starting += 1
+                self._used_mb += spec.memory_mb
+            self._inflight[spec.function] += 1
+        for victim in evicted:
+            victim.destroy("evicted to make room")
+        if sandbox is None:
+            started = self._start(factory, spec, pool, request_id)
+            if isinstance(started, Outcome):
+                return started
+            sandbox = started
+        reusable = False
+        try:
+            outcome = sandbox.invoke(event, request_id=request_id,
+                                     invoked_function_arn=invoked_function_arn)
+            reusable = sandbox.healthy
+        finally:
+            self._release(pool, sandbox, reusable)
+        return outcome
+
+    def _make_room(self, spec: SandboxSpec, pool: Pool) -> list[Sandbox]:
+        """Evict least recently used idle sandboxes of other pools until ``spec`` fits;
+        raise :class:`TooManyRequestsError` (evicting nothing) when it cannot fit."""
+        need = self._used_mb + spec.memory_mb - self.settings.capacity_mb
+        if need <= 0:
+            return []
+        idle = sorted((sb for p in self._pools.values() if p is not pool for sb in p.idle),
+                      key=lambda sb: sb.last_used)
+        chosen, freed = [], 0
+        for sandbox in idle:
+            if freed >= need:
+                break
+            chosen.append(sandbox)
+            freed += sandbox.spec.memory_mb
+        if freed < need:
+            raise TooManyRequestsError(
+                f"Rate Exceeded: the node's memory capacity of {self.settings.capacity_mb} MB "
+                f"(capacity_mb) is in use ({self._used_mb} MB); {spec.function} needs "
+                f"{spec.memory_mb} MB")
+        for sandbox in chosen:
+            owner = self._pools[sandbox.spec.pool_key]
+            owner.idle.remove(sandbox)
+            self._forget(sandbox)
+        return chosen
+
+    def _start(self, factory: SandboxFactory, spec: SandboxSpec, pool: Pool,
+               request_id: str) -> Sandbox | Outcome:
+        """Cold start; on failure give the reservation back."""
+        try:
+            sandbox = factory.start(spec, secrets.token_hex(6), request_id=request_id)
+        except InitFailed as failed:
+            self._unreserve(spec, pool)
+            return failed.outcome
+        except BaseException:
+            self._unreserve(spec, pool)
+            raise
+        with self._lock:
+            pool.add_busy(sandbox)
+            self._live[sandbox.id] = sandbox
+            closed = self._closed
+        if closed:
+            self._release(pool, sandbox, False)
+            raise FaasboxError("the node is closed")
+        return sandbox
+
+    def _unreserve(self, spec: SandboxSpec, pool: Pool) -> None:
+        with self._lock:
+            pool.starting -= 1
+            self._used_mb -= spec.memory_mb
+            self._done(spec.function, pool)
+
+    def _release(self, pool: Pool, sandbox: Sandbox, reusable: bool) -> None:
+        """The call on ``sandbox`` ended: keep it warm, or destroy it."""
+        with self._lock:
+            self._done(sandbox.spec.function, None)
+            if reusable and not pool.retired and not self._closed:
+                pool.put_back(sandbox)
+                return
+            pool.busy.discard(sandbox)
+            self._forget(sandbox)
+        sandbox.destroy("retired" if reusable else "failed")
+
+    def _done(self, function: str, pool: Pool | None) -> None:
+        """One call of ``function`` is no longer in flight (lock held)."""
+        self._inflight[function] -= 1
+        if self._inflight[function] <= 0:
+            del self._inflight[function]
+        if pool is not None:
+            self._drop_if_empty(pool)
+
+    def _forget(self, sandbox: Sandbox) -> None:
+        """``sandbox`` is in no pool any more and is about to be destroyed (lock held)."""
+        if self._live.pop(sandbox.id, None) is not None:
+            self._used_mb -= sandbox.spec.memory_mb
+        pool = self._pools.get(sandbox.spec.pool_key)
+        if pool is not None:
+            self._drop_if_empty(pool)
+        if not self._live:
+            self._idle_cond.notify_all()
+
+    def _drop_if_empty(self, pool: Pool) -> None:
+        if not len(pool) and self._pools.get(pool.key) is pool:
+            del self._pools[pool.key]
+
+    # -- retirement and keep-alive ------------------------------------------------------
+
+    def retire(self, function: str, keep_revisions: frozenset[str] = frozenset()) -> None:
+        """Stop using sandboxes of ``function`` whose revision is not kept: idle ones are
+        killed now, busy ones finish their call and are then destroyed."""
+        victims: list[Sandbox] = []
+        with self._lock:
+            for key, pool in list(self._pools.items()):
+                if pool.function != function or pool.revision in keep_revisions:
+                    continue
+                pool.retired = True
+                del self._pools[key]
+                drained = pool.drain()
+                for sandbox in drained:
+                    self._forget(sandbox)
+                victims += drained
+        for sandbox in victims:
+            sandbox.destroy("retired")
+
+    def _reap_loop(self) -> None:
+        interval = min(max(self.settings.keep_alive_s / 4, 0.05), 1.0)
+        while not self._stop.wait(interval):
+            self.reap()
+
+    def reap(self) -> None:
+        """Destroy the sandboxes idle for longer than ``keep_alive_s`` (scale to zero)."""
+        idle_since = time.monotonic() - self.settings.keep_alive_s
+        victims: list[Sandbox] = []
+        with self._lock:
+            for pool in list(self._pools.values()):
+                expired = pool.expired(idle_since)
+                for sandbox in expired:
+                    self._forget(sandbox)
+                victims += expired
+        for sandbox in victims:
+            sandbox.destroy("keep-alive expired")
+        factory = self._factory
+        if factory is not None:
+            factory.sweep()
+
+    # -- introspection ------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Capacity, memory in use (starting sandboxes included) and every live sandbox."""
+        now = time.monotonic()
+        with self._lock:
+            sandboxes = [
+                {
+                    "id": sb.id,
+                    "pid": sb.pid,
+                    "function": sb.spec.function,
+                    "revision": sb.spec.revision,
+                    "version": sb.spec.version,
+                    "state": sb.state,
+                    "memory_mb": sb.spec.memory_mb,
+                    "invocations": sb.invocations,
+                    "idle_s": round(now - sb.last_used, 3) if sb.state == "idle" else 0.0,
+                }
+                for sb in self._live.values()
+            ]
+            used = self._used_mb
+        factory = self._factory
+        return {
+            "capacity_mb": self.settings.capacity_mb,
+            "used_mb": used,
+            "sandboxes": sandboxes,
+            "isolation": factory.isolation if factory else None,
+            "memory_enforcement": factory.memory_enforcement if factory else None,
+            "zygote_pid": factory.zygote_pid if factory else None,
+        }
+
+
+def doctor(settings: Settings) -> dict[str, Any]:
+    """What this host gives sandboxes: isolation level and memory enforcement (probed by
+    creating and removing a cgroup), and why."""
+    try:
+        enforcer = choose(settings, f"doctor-{secrets.token_hex(4)}")
+    except FaasboxError as exc:
+        enforcement, reason = "unavailable", str(exc)
+    else:
+        enforcement, reason = enforcer.name, enforcer.reason
+        enforcer.close()
+    return {
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "isolation": "process",
+        "memory_enforcement": enforcement,
+        "memory_enforcement_reason": reason,
+        "capacity_mb": settings.capacity_mb,
+        "home": str(settings.home),
+    }

@@ -1,0 +1,307 @@
+"""The supervisor's handle of one live sandbox, and the port that starts sandboxes.
+
+A :class:`Sandbox` serves one invocation at a time on the calling thread: it writes
+the request, waits for the reply until the function's deadline, reads what the sandbox
+printed, and turns every way a sandbox can fail into an :class:`Outcome`:
+
+==============================  =======  ==============================================
+what happened                   status   error type
+==============================  =======  ==============================================
+handler raised                  ERROR    the exception's class name
+init phase failed               ERROR    Runtime.ImportModuleError, .HandlerNotFound...
+result not JSON-serializable    ERROR    Runtime.MarshalError
+deadline passed                 TIMEOUT  Sandbox.Timedout
+init phase over init_timeout_s  TIMEOUT  Runtime.InitTimeout
+killed at its memory limit      OOM      Runtime.OutOfMemory
+exited or killed otherwise      CRASH    Runtime.ExitError
+==============================  =======  ==============================================
+
+The supervisor enforces the limits from outside: at the deadline it kills the whole
+process group. A sandbox that failed in any of the last four ways is never reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+
+from faasbox.model import Status
+from faasbox.runtime import protocol
+from faasbox.runtime.memory import SandboxMemory
+from faasbox.runtime.spec import Outcome, SandboxSpec
+from faasbox.runtime.zygote_client import ExitStatus
+
+#: How long the exit status of a sandbox that closed its socket is awaited before it is
+#: killed (a dead one's arrives within a millisecond), then after the kill.
+EXIT_GRACE_S = 0.05
+EXIT_WAIT_S = 1.0
+#: Output kept per invocation; beyond it the rest is dropped (and said so).
+OUTPUT_LIMIT = 4 * 1024 * 1024
+#: The output file is emptied between calls once it is this large.
+OUTPUT_ROTATE = 64 * 1024 * 1024
+_CHUNK = 1 << 16
+
+ExitWaiter = Callable[[int, float], "ExitStatus | None"]
+
+
+class InitFailed(Exception):
+    """Raised by :meth:`SandboxFactory.start` when the init phase failed. ``outcome`` is
+    the invocation's result (the sandbox is already destroyed)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.error_message)
+        self.outcome = outcome
+
+
+class Sandbox:
+    """One live sandbox: a process group, its socket, its output file, its memory limit.
+
+    Not thread-safe: the node hands it to one caller at a time.
+    """
+
+    def __init__(self, *, sandbox_id: str, spec: SandboxSpec, pid: int, sock: socket.socket,
+                 output_fd: int, directory: Path, memory: SandboxMemory,
+                 wait_exit: ExitWaiter) -> None:
+        self.id = sandbox_id
+        self.spec = spec
+        self.pid = pid
+        self.sock = sock
+        self.directory = directory
+        self.memory = memory
+        self.invocations = 0
+        self.state = "starting"
+        self.last_used = time.monotonic()
+        #: False once the sandbox failed: it must not serve another call.
+        self.healthy = True
+        self._wait_exit = wait_exit
+        self._reader = protocol.FrameReader(sock)
+        self._output_fd = output_fd
+        self._offset = 0
+        self._maxrss_kb = 0
+        self._init_ms: float | None = None
+        self._destroyed = False
+
+    def __repr__(self) -> str:
+        return f"Sandbox({self.id}, pid={self.pid}, {self.spec.function}, {self.state})"
+
+    # -- phases -------------------------------------------------------------------------
+
+    def wait_ready(self, init_timeout_s: float, request_id: str) -> Outcome | None:
+        """Wait for the end of the init phase: None when ready, else the failed outcome
+        (the sandbox is then unhealthy and must be destroyed)."""
+        started = time.monotonic()
+        try:
+            frame = self._reader.read(started + init_timeout_s)
+        except TimeoutError:
+            self.kill()
+            return self._failure(
+                Status.TIMEOUT, "Runtime.InitTimeout", request_id, started,
+                f"Init phase timed out after {init_timeout_s:.2f} seconds (init_timeout_s)",
+                cold=True)
+        except (OSError, protocol.ProtocolError):
+            frame = None
+        if frame is None:
+            return self._died(request_id, started, cold=True)
+        header, body = frame
+        if header.get("type") == "ready" and header.get("v") == protocol.VERSION:
+            self._init_ms = float(header["init_ms"])
+            self._maxrss_kb = int(header.get("maxrss_kb", 0))
+            return None
+        if header.get("type") == "init_error":
+            self.healthy = False
+            self.kill()
+            error = _loads(body)
+            return self._outcome(Status.ERROR, body, started, cold=True,
+                                 error_type=error.get("errorType"),
+                                 error_message=error.get("errorMessage"))
+        self.kill()
+        return self._failure(Status.CRASH, "Runtime.ExitError", request_id, started,
+                             f"Runtime sent an unexpected {header.get('type')!r} message",
+                             cold=True)
+
+    def invoke(self, event: bytes, *, request_id: str, invoked_function_arn: str) -> Outcome:
+        """Run one call. Never raises for anything the sandbox does; see the table above."""
+        timeout_s = self.spec.timeout_s
+        started = time.monotonic()
+        self.invocations += 1
+        frame = protocol.pack({"type": "invoke", "request_id": request_id,
+                               "arn": invoked_function_arn,
+                               "deadline_ms": int((time.time() + timeout_s) * 1000)}, event)
+        try:
+            self.sock.settimeout(timeout_s)
+            self.sock.sendall(frame)
+            reply = self._reader.read(started + timeout_s)
+        except TimeoutError:
+            self.kill()
+            return self._failure(Status.TIMEOUT, "Sandbox.Timedout", request_id, started,
+                                 f"Task timed out after {timeout_s:.2f} seconds")
+        except (OSError, protocol.ProtocolError):
+            reply = None
+        if reply is None:
+            return self._died(request_id, started)
+        header, body = reply
+        if header.get("type") != "result":
+            self.kill()
+            return self._failure(Status.CRASH, "Runtime.ExitError", request_id, started,
+                                 f"Runtime sent an unexpected {header.get('type')!r} message")
+        self._maxrss_kb = int(header.get("maxrss_kb", 0))
+        ok = header.get("ok") is True
+        return Outcome(
+            status=Status.SUCCESS if ok else Status.ERROR,
+            payload=body,
+            output=self._take_output(),
+            duration_ms=float(header.get("duration_ms", 0.0)),
+            max_memory_used_mb=self.memory.max_used_mb(self._maxrss_kb),
+            sandbox_id=self.id,
+            sandbox_pid=self.pid,
+            init_duration_ms=self._take_init(),
+            error_type=None if ok else header.get("error_type"),
+            error_message=None if ok else header.get("error_message"),
+        )
+
+    # -- failures -----------------------------------------------------------------------
+
+    def _died(self, request_id: str, started: float, cold: bool = False) -> Outcome:
+        """The sandbox closed its socket: learn how it ended, then report it."""
+        status = self._wait_exit(self.pid, EXIT_GRACE_S)
+        self.kill()  # it may still run (it closed the socket itself): it goes now
+        if status is None:
+            status = self._wait_exit(self.pid, EXIT_WAIT_S)
+        if self.memory.limit_fired():
+            how = status.describe() if status else "signal: killed"
+            return self._failure(
+                Status.OOM, "Runtime.OutOfMemory", request_id, started,
+                f"Runtime exited with error: {how} (memory limit of "
+                f"{self.spec.memory_mb} MB exceeded: memory_mb)", cold=cold)
+        if status is None or (status.code == 0 and status.signal is None):
+            message = "Runtime exited without providing a reason"
+        else:
+            message = f"Runtime exited with error: {status.describe()}"
+        return self._failure(Status.CRASH, "Runtime.ExitError", request_id, started, message,
+                             cold=cold)
+
+    def _failure(self, status: Status, error_type: str, request_id: str, started: float,
+                 message: str, cold: bool = False) -> Outcome:
+        # As Lambda words them: timeouts plainly, runtime exits after the request id.
+        timed_out = status is Status.TIMEOUT
+        text = message if timed_out else f"RequestId: {request_id} Error: {message}"
+        payload = json.dumps({"errorMessage": text, "errorType": error_type}).encode()
+        return self._outcome(status, payload, started, cold=cold, error_type=error_type,
+                             error_message=text)
+
+    def _outcome(self, status: Status, payload: bytes, started: float, *, cold: bool,
+                 error_type: str | None, error_message: str | None) -> Outcome:
+        self.healthy = False
+        elapsed_ms = (time.monotonic() - started) * 1000
+        used = self.memory.max_used_mb(self._maxrss_kb)
+        if status is Status.OOM:
+            used = max(used, self.spec.memory_mb)
+        init = elapsed_ms if cold else self._take_init()
+        return Outcome(status=status, payload=payload, output=self._take_output(),
+                       duration_ms=0.0 if cold else elapsed_ms, max_memory_used_mb=used,
+                       sandbox_id=self.id, sandbox_pid=self.pid, init_duration_ms=init,
+                       error_type=error_type, error_message=error_message)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _take_init(self) -> float | None:
+        init, self._init_ms = self._init_ms, None
+        return init
+
+    def _take_output(self) -> str:
+        """What the sandbox printed since the last call (one pread when nothing was)."""
+        fd, chunks, size = self._output_fd, [], 0
+        while size < OUTPUT_LIMIT:
+            chunk = os.pread(fd, _CHUNK, self._offset)
+            chunks.append(chunk)
+            size += len(chunk)
+            self._offset += len(chunk)
+            if len(chunk) < _CHUNK:
+                break
+        text = b"".join(chunks).decode("utf-8", "replace")
+        if size >= OUTPUT_LIMIT:
+            end = os.fstat(fd).st_size
+            if end > self._offset:
+                text += f"\n[faasbox: {end - self._offset} more bytes of output dropped]\n"
+                self._offset = end
+        if self._offset >= OUTPUT_ROTATE and self.healthy:
+            os.ftruncate(fd, 0)  # the sandbox appends, so it writes at the new end
+            self._offset = 0
+        return text
+
+    # -- end of life --------------------------------------------------------------------
+
+    def kill(self) -> None:
+        """SIGKILL the sandbox's process group (and whatever else its cgroup holds)."""
+        self.healthy = False
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.memory.kill_all()
+
+    def destroy(self, reason: str) -> None:
+        """Kill the sandbox and remove its socket, files and cgroup. Idempotent.
+
+        Only the thread that holds the sandbox (or nobody, when idle) may call this;
+        another thread may only :meth:`kill` it.
+        """
+        if self._destroyed:
+            return
+        self._destroyed = True
+        self.state = f"destroyed: {reason}"
+        self.kill()
+        self.sock.close()
+        os.close(self._output_fd)
+        self.memory.release()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _loads(body: bytes) -> dict[str, str]:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class SandboxFactory(ABC):
+    """Port: starts sandboxes at one isolation level.
+
+    ``isolation`` names the level (``process`` now; ``namespace`` or ``cgroup`` later)
+    and ``memory_enforcement`` how memory_mb is enforced. Implementations are
+    thread-safe: many callers start sandboxes at once.
+    """
+
+    isolation: str
+    memory_enforcement: str
+
+    @abstractmethod
+    def start(self, spec: SandboxSpec, sandbox_id: str, *, request_id: str) -> Sandbox:
+        """Start a sandbox for ``spec`` and run its init phase.
+
+        Returns the ready sandbox (its first :meth:`Sandbox.invoke` reports the Init
+        Duration). Raises :class:`InitFailed` with the call's outcome when the init phase
+        failed (import error, init timeout, crash; nothing is left behind), and
+        :class:`faasbox.errors.FaasboxError` when no sandbox could be started at all.
+        """
+
+    @property
+    def zygote_pid(self) -> int | None:
+        """Pid of the fork server, when there is one running."""
+        return None
+
+    @abstractmethod
+    def sweep(self) -> None:
+        """Periodic housekeeping (the node's reaper calls it); cheap when idle."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop starting sandboxes and kill every process the factory started.
+        Idempotent."""

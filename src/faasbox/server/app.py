@@ -1,0 +1,139 @@
+"""The FastAPI app, and ``serve``: the process behind ``faasbox up``."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import uvicorn
+from fastapi import FastAPI
+
+import faasbox
+from faasbox.config import Limits, Settings
+from faasbox.errors import ConflictError
+from faasbox.sdk import Client
+from faasbox.server import errors, functions, invoke, logs, manifest
+
+if TYPE_CHECKING:
+    from faasbox.platform import Platform
+
+
+def create_app(client: Client, *, limits: Limits | None = None) -> FastAPI:
+    """The HTTP API over ``client`` (docs/api.md). The caller owns and closes the client."""
+    app = FastAPI(
+        title="faasbox",
+        version=faasbox.__version__,
+        summary="Self-hosted serverless functions for Python, with AWS Lambda semantics.",
+    )
+    app.state.client = client
+    app.state.limits = limits or Limits()
+    errors.install(app)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the server answers."""
+        return {"status": "ok"}
+
+    app.include_router(functions.router)
+    app.include_router(invoke.router)
+    app.include_router(logs.router)
+    return app
+
+
+def deploy_examples(client: Client, root: Path | None = None) -> list[str]:
+    """Deploy every function folder (with a manifest) under ``examples/``; their names."""
+    folder = root if root is not None else manifest.examples_dir()
+    names = []
+    for found in manifest.find(folder):
+        client.deploy(found.name, found.folder, **found.settings)
+        names.append(found.name)
+    return names
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only then;
+    # without it Nagle meets delayed ACKs and every answer waits ~40 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConflictError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            " (is another `faasbox up` running? pick another --port)"
+        ) from exc
+    sock.listen(2048)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopping on SIGINT/SIGTERM without re-raising the signal after
+    its graceful shutdown (``serve`` still has the platform to close)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        stops = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in stops}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def serve(settings: Settings, examples: bool = False) -> None:
+    """Run the platform and its HTTP API until SIGINT/SIGTERM, then close the platform.
+
+    The socket is bound first, so a busy port is reported before anything starts.
+    """
+    from faasbox.platform import Platform
+
+    sock = _bind(settings.host, settings.port)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # while starting: stop cleanly
+    platform: Platform | None = None
+    try:
+        platform = Platform(settings)
+        client = platform.client()
+        deployed = deploy_examples(client) if examples else []
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{port}"
+        print(f"faasbox {faasbox.__version__} serving {url} (API docs: {url}/docs)", flush=True)
+        print(f"home: {settings.home.resolve()}", flush=True)
+        if deployed:
+            print(f"examples deployed: {', '.join(deployed)}", flush=True)
+        if "hello" in deployed:
+            if url != Settings().endpoint:
+                print(f"  export FAASBOX_ENDPOINT={url}", flush=True)
+            print("""  faasbox invoke hello --payload '{"name": "world"}'""", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        config = uvicorn.Config(
+            create_app(client, limits=settings.limits),
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        _Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+        if platform is not None:
+            platform.close()
+        signal.signal(signal.SIGTERM, previous)
+        print("faasbox stopped.", file=sys.stderr, flush=True)
