@@ -18,10 +18,10 @@ from faasbox.errors import InvalidParameterError, PayloadTooLargeError, TooManyR
 from faasbox.layout import Layout
 from faasbox.model import FunctionVersion, InvocationRecord, InvokeResult, Status, function_arn
 from faasbox.observe.logs import LogStore, billed_ms, frame
+from faasbox.observe.records import RecordWriter
 from faasbox.registry.functions import Registry, split_qualified
 from faasbox.runtime.node import Node
 from faasbox.runtime.spec import Outcome, SandboxSpec
-from faasbox.stores.state import StateStore
 
 
 class Invoker:
@@ -33,14 +33,14 @@ class Invoker:
         layout: Layout,
         registry: Registry,
         node: Node,
-        store: StateStore,
+        records: RecordWriter,
         logs: LogStore,
     ) -> None:
         self._settings = settings
         self._layout = layout
         self._registry = registry
         self._node = node
-        self._store = store
+        self._records = records
         self._logs = logs
         self._specs: dict[str, SandboxSpec] = {}
 
@@ -75,7 +75,7 @@ class Invoker:
                 invoked_function_arn=function_arn(name, qualifier),
             )
         except TooManyRequestsError:
-            self._store.add_record(
+            self._records.add(
                 InvocationRecord(
                     request_id=request_id,
                     function=name,
@@ -90,7 +90,7 @@ class Invoker:
                     error_type="TooManyRequestsException",
                     error_message="Rate exceeded",
                 ),
-                log_file="",
+                "",
             )
             raise
         outcome = self._check_response_size(outcome)
@@ -146,7 +146,7 @@ class Invoker:
         text = frame(record, outcome.output)
         log_file, offset, length = self._logs.append(name, text)
         record = replace(record, log_offset=offset, log_length=length)
-        self._store.add_record(record, log_file)
+        self._records.add(record, log_file)
         return InvokeResult(
             request_id=request_id,
             payload=outcome.payload,

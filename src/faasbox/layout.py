@@ -11,6 +11,7 @@ class Layout:
     """Where things live under ``FAASBOX_HOME``.
 
     ``state.db``                SQLite state (WAL)
+    ``records.journal``         invocation records not yet committed to state.db
     ``packages/<sha256>/``      extracted code, content-addressed, read-only by convention
     ``layers/<sha256>/``        dependency layers built by ``pip --target``
     ``logs/<function>.log``     framed invocation logs; records hold offsets into them
@@ -40,6 +41,10 @@ class Layout:
 
     def layer(self, sha256: str) -> Path:
         return self.layers / sha256
+
+    @property
+    def records_journal(self) -> Path:
+        return self.home / "records.journal"
 
     @property
     def logs(self) -> Path:

@@ -21,6 +21,7 @@ from faasbox.errors import ConflictError, InvalidParameterError
 from faasbox.layout import Layout
 from faasbox.model import LATEST, InvocationRecord, InvokeResult, validate_name
 from faasbox.observe.logs import LogStore
+from faasbox.observe.records import RecordWriter
 from faasbox.registry.functions import Registry, split_qualified
 from faasbox.registry.layers import LayerBuilder
 from faasbox.registry.packages import PackageStore
@@ -40,6 +41,7 @@ class Platform:
             _clear_leftovers(self.layout)
             self.store = SqlStateStore(f"sqlite:///{self.layout.state_db}")
             self.logs = LogStore(self.layout)
+            self.records = RecordWriter(self.store, self.layout.records_journal)
             self.packages = PackageStore(self.layout, settings.limits)
             self.layers = LayerBuilder(self.layout, settings.pip)
             self.node = Node(settings, self.layout)
@@ -49,7 +51,7 @@ class Platform:
             from faasbox.invoker import Invoker
 
             self.invoker = Invoker(
-                settings, self.layout, self.registry, self.node, self.store, self.logs
+                settings, self.layout, self.registry, self.node, self.records, self.logs
             )
         except BaseException:
             os.close(self._lock_fd)
@@ -69,6 +71,7 @@ class Platform:
         try:
             self.node.close()
         finally:
+            self.records.close()
             self.logs.close()
             self.store.close()
             os.close(self._lock_fd)
@@ -214,6 +217,7 @@ class LocalClient(Client):
         limit: int = 100,
     ) -> str:
         validate_name(name)
+        self.platform.records.flush()
         rows = self.platform.store.records(
             name, request_id=request_id, since=since, limit=_check_limit(limit)
         )
@@ -231,6 +235,7 @@ class LocalClient(Client):
     ) -> list[InvocationRecord]:
         if name is not None:
             validate_name(name)
+        self.platform.records.flush()
         rows = self.platform.store.records(name, request_id=request_id, limit=_check_limit(limit))
         return [rec for rec, _ in rows]
 

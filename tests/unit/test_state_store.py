@@ -126,16 +126,19 @@ def test_concurrent_publishes_never_collide(store: SqlStateStore) -> None:
 
 
 def test_records_round_trip_newest_first(store: SqlStateStore) -> None:
-    for i in range(3):
-        store.add_record(
+    store.add_records([
+        (
             InvocationRecord(
                 request_id=f"r{i}", function="f", version=LATEST, qualifier=LATEST,
                 status=Status.SUCCESS, started_at=100.0 + i, duration_ms=1.5,
                 billed_duration_ms=2, memory_size_mb=128, max_memory_used_mb=20,
                 log_offset=10 * i, log_length=10,
             ),
-            log_file="f.log",
+            "f.log",
         )
+        for i in range(3)
+    ])
+    assert store.missing_records(["r1", "r9"]) == {"r9"}
     rows = store.records("f")
     assert [r.request_id for r, _ in rows] == ["r2", "r1", "r0"]
     assert rows[0][0].log_offset == 20 and rows[0][1] == "f.log"

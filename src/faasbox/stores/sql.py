@@ -359,13 +359,31 @@ class SqlStateStore(StateStore):
 
     # -- records --------------------------------------------------------------------------
 
-    def add_record(self, record: InvocationRecord, log_file: str) -> None:
-        values = record.to_dict()
-        values.update(
-            log_file=log_file, log_offset=record.log_offset, log_length=record.log_length
-        )
+    def add_records(self, records: list[tuple[InvocationRecord, str]]) -> None:
+        if not records:
+            return
+        rows = []
+        for record, log_file in records:
+            values = record.to_dict()
+            values.update(
+                log_file=log_file, log_offset=record.log_offset, log_length=record.log_length
+            )
+            rows.append(values)
         with self._write() as conn:
-            conn.execute(self._insert_record, values)
+            conn.execute(self._insert_record, rows)
+
+    def missing_records(self, request_ids: list[str]) -> set[str]:
+        missing = set(request_ids)
+        ids = list(missing)
+        with self._read() as conn:
+            for start in range(0, len(ids), 500):
+                found = conn.execute(
+                    sa.select(invocations.c.request_id).where(
+                        invocations.c.request_id.in_(ids[start : start + 500])
+                    )
+                ).scalars()
+                missing.difference_update(found)
+        return missing
 
     def records(
         self,

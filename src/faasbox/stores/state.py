@@ -70,8 +70,12 @@ class StateStore(abc.ABC):
     # -- invocation records -----------------------------------------------------------
 
     @abc.abstractmethod
-    def add_record(self, record: InvocationRecord, log_file: str) -> None:
-        """Store a finished invocation's record (its final state) durably."""
+    def add_records(self, records: list[tuple[InvocationRecord, str]]) -> None:
+        """Store finished invocations' records (with their log file) in one transaction."""
+
+    @abc.abstractmethod
+    def missing_records(self, request_ids: list[str]) -> set[str]:
+        """The request ids of this list that have no record yet."""
 
     @abc.abstractmethod
     def records(
