@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from faasbox.config import Limits
@@ -151,7 +152,7 @@ class FunctionVersion:
     requirements_sha256: str | None = None
     version_description: str = ""
 
-    @property
+    @cached_property
     def content_sha256(self) -> str:
         """Hash of what runs: code, dependency layer and configuration. Publishing an
         unchanged ``$LATEST`` is detected by comparing it."""
@@ -160,7 +161,7 @@ class FunctionVersion:
         )
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    @property
+    @cached_property
     def revision(self) -> str:
         """Identity of a sandbox pool: content plus version number.
 

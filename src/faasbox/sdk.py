@@ -101,7 +101,7 @@ class Client(abc.ABC):
         limit: int = 100,
     ) -> str:
         """Framed log text (START/END/REPORT) of the function's latest ``limit``
-        invocations, or of one request id, or of those started at/after ``since``."""
+        invocations, or of one request id, or of those started after ``since``."""
 
     @abc.abstractmethod
     def records(

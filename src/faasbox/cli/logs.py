@@ -82,7 +82,7 @@ def logs(
     ] = False,
     request_id: Annotated[str | None, typer.Option("--request-id", help="One invocation.")] = None,
     since: Annotated[
-        float | None, typer.Option("--since", help="Invocations started at/after (epoch s).")
+        float | None, typer.Option("--since", help="Invocations started after (epoch s).")
     ] = None,
     limit: LimitOpt = 100,
 ) -> None:

@@ -23,7 +23,7 @@ def logs(
     limit: Limit = 100,
 ) -> PlainTextResponse:
     """Framed log text (START/END/REPORT) of the latest invocations, of one request id,
-    or of those started at/after ``since`` (seconds since the epoch)."""
+    or of those started after ``since`` (seconds since the epoch)."""
     text = client.logs(name, request_id=request_id, since=since, limit=limit)
     return PlainTextResponse(text)
 
