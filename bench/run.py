@@ -50,23 +50,23 @@ def _echo(conn) -> None:  # type: ignore[no-untyped-def]
         conn.send(msg)
 
 
-def pipe_round_trip(n: int) -> dict[str, float]:
-    """A raw multiprocessing.Pipe round trip between two processes."""
-    a, b = mp.Pipe()
-    proc = mp.Process(target=_echo, args=(b,))
-    proc.start()
-    for _ in range(200):
-        a.send({"x": 1})
-        a.recv()
-    samples = []
-    for i in range(n):
-        t = time.perf_counter()
-        a.send({"x": i})
-        a.recv()
-        samples.append(time.perf_counter() - t)
-    a.send(None)
-    proc.join()
-    return summary(samples)
+class PipeEcho:
+    """A raw multiprocessing.Pipe round trip between two processes (the baseline)."""
+
+    def __init__(self) -> None:
+        self.conn, child = mp.Pipe()
+        self.proc = mp.Process(target=_echo, args=(child,))
+        self.proc.start()
+        for _ in range(200):
+            self.call()
+
+    def call(self) -> None:
+        self.conn.send({"x": 1})
+        self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.proc.join()
 
 
 def noop(event: object) -> object:
@@ -91,27 +91,35 @@ def pool_throughput(duration_s: float) -> float:
         return done / (time.perf_counter() - start)
 
 
-def python_c_pass(n: int) -> dict[str, float]:
+# -- faasbox ---------------------------------------------------------------------------
+
+
+def samples_of(invoke: Callable[[], object], n: int) -> list[float]:
     samples = []
     for _ in range(n):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        invoke()
         samples.append(time.perf_counter() - t)
-    return summary(samples)
-
-
-# -- faasbox ---------------------------------------------------------------------------
+    return samples
 
 
 def warm_latency(invoke: Callable[[], object], n: int) -> dict[str, float]:
     for _ in range(200):
         invoke()
-    samples = []
-    for _ in range(n):
-        t = time.perf_counter()
-        invoke()
-        samples.append(time.perf_counter() - t)
-    return summary(samples)
+    return summary(samples_of(invoke, n))
+
+
+def interleaved(calls: dict[str, Callable[[], object]], n: int, rounds: int = 5) -> dict:
+    """Measure several callables in alternating rounds, so that a drift of the machine
+    (CPU placement, frequency, noise) hits each of them alike."""
+    for call in calls.values():
+        for _ in range(200):
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            samples[name] += samples_of(call, n // rounds)
+    return {name: summary(values) for name, values in samples.items()}
 
 
 def throughput(invoke: Callable[[], object], callers: int, duration_s: float) -> float:
@@ -132,19 +140,25 @@ def throughput(invoke: Callable[[], object], callers: int, duration_s: float) ->
     return sum(counts) / (time.perf_counter() - start)
 
 
-def cold_starts(client: LocalClient, n: int) -> dict[str, float]:
-    """Request to result on a fresh sandbox: each round changes the configuration, which
-    retires the warm sandbox, so the next call forks and initialises a new one."""
-    samples = []
+def cold_starts(client: LocalClient, n: int) -> dict[str, dict[str, float]]:
+    """Request to result on a fresh sandbox, alternating with `python -c pass`.
+
+    Each round changes the configuration, which retires the warm sandbox, so the next
+    call forks and initialises a new one; only that call is timed.
+    """
+    cold, python = [], []
     for i in range(n):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        python.append(time.perf_counter() - t)
         client.update_config("noop", environment={"ROUND": str(i)})
         t = time.perf_counter()
         result = client.invoke("noop", {"i": i})
-        samples.append(time.perf_counter() - t)
+        cold.append(time.perf_counter() - t)
         assert result.function_error is None
     records = client.records("noop", limit=n)
     assert sum(r.init_duration_ms is not None for r in records) >= n - 1
-    return summary(samples)
+    return {"cold_start": summary(cold), "python_c_pass": summary(python)}
 
 
 def free_port() -> int:
@@ -204,19 +218,22 @@ def main() -> None:
         code.mkdir()
         (code / "app.py").write_text(NOOP)
 
-        results["pipe_round_trip"] = pipe_round_trip(n)
+        pipe = PipeEcho()
         client = faasbox.local(home=str(Path(tmp) / "home"), keep_alive_s=600)
         try:
             client.deploy("noop", code, handler="app.handler")
-            results["sdk_warm"] = warm_latency(lambda: client.invoke("noop", {"x": 1}), n)
+            results.update(interleaved({
+                "pipe_round_trip": pipe.call,
+                "sdk_warm": lambda: client.invoke("noop", {"x": 1}),
+            }, n))
             results["sdk_throughput_2"] = {
                 "per_s": throughput(lambda: client.invoke("noop", {"x": 1}), 2, dur)
             }
             results["pool_throughput_2"] = {"per_s": pool_throughput(dur)}
-            results["cold_start"] = cold_starts(client, cold_n)  # type: ignore[arg-type]
+            results.update(cold_starts(client, cold_n))
         finally:
             client.close()
-        results["python_c_pass"] = python_c_pass(cold_n)
+            pipe.close()
         http_lat, http_tput = http_latency(code, Path(tmp) / "http-home", n // 2, dur)
         results["http_warm"] = http_lat
         results["http_throughput_2"] = {"per_s": http_tput}

@@ -27,3 +27,11 @@ def connect(url: str | None = None, **kwargs: Any) -> Client:
     from faasbox.sdk import connect as _connect
 
     return _connect(url, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Client":  # lazily, so `import faasbox` stays light
+        from faasbox.sdk import Client as _Client
+
+        return _Client
+    raise AttributeError(f"module 'faasbox' has no attribute {name!r}")
