@@ -9,8 +9,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from faasbox.model import Status
 from tests.conftest import write_function
+
+from faasbox.model import Status
 
 SCRIPT = textwrap.dedent(
     """

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -60,7 +62,7 @@ def gone(pid: int, timeout_s: float = 3.0) -> bool:
             with open(f"/proc/{pid}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] == "Z":
                     return True
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone, maybe while read
             return True
         time.sleep(0.02)
     return False
@@ -183,7 +185,10 @@ def test_crash_during_init(node: Node, tmp_path: Path) -> None:
     assert gone(outcome.sandbox_pid) and node.stats()["used_mb"] == 0
 
 
-def test_sandbox_runs_inside_its_own_memory_cgroup(node: Node, spec: SandboxSpec) -> None:
+@pytest.mark.parametrize("memory_mb", [128, 320, 128])  # cgroups are made ahead, resized
+def test_sandbox_runs_inside_its_own_memory_cgroup(node: Node, spec: SandboxSpec,
+                                                   memory_mb: int) -> None:
+    spec = SandboxSpec(**{**spec.__dict__, "memory_mb": memory_mb})
     outcome = call(node, spec, {})
     enforcement = node.stats()["memory_enforcement"]
     with open(f"/proc/{outcome.sandbox_pid}/cgroup") as f:
@@ -191,9 +196,53 @@ def test_sandbox_runs_inside_its_own_memory_cgroup(node: Node, spec: SandboxSpec
     if enforcement == "cgroup-v1":
         [memory] = [line for line in lines if "memory" in line.split(":")[1].split(",")]
         assert memory.endswith(f"/faasbox-{node.id}/sandbox-{outcome.sandbox_id}")
+        folder = Path("/sys/fs/cgroup/memory") / memory.split(":", 2)[2].lstrip("/")
+        if folder.exists():
+            limit = int((folder / "memory.limit_in_bytes").read_text())
+            assert limit == memory_mb << 20
     elif enforcement == "cgroup-v2":
         [unified] = [line for line in lines if line.startswith("0::")]
         assert unified.endswith(f"/faasbox-{node.id}/sandbox-{outcome.sandbox_id}")
     else:  # no writable cgroup here: the watch is the enforcement
         assert enforcement == "rss-watch"
         assert not any(f"sandbox-{outcome.sandbox_id}" in line for line in lines)
+
+
+def test_a_vanished_control_plane_leaves_no_process_and_no_cgroup(tmp_path: Path) -> None:
+    """The zygote cleans up after a SIGKILLed supervisor, cgroups made ahead included."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text("def handler(e, c):\n    return 1\n")
+    script = textwrap.dedent(f"""
+        import json, sys, time
+        from pathlib import Path
+        from faasbox.config import Settings
+        from faasbox.layout import Layout
+        from faasbox.runtime.node import Node
+        from faasbox.runtime.spec import SandboxSpec
+        settings = Settings(home=Path({str(tmp_path / "home")!r}), capacity_mb=1024)
+        node = Node(settings, Layout(settings.home))
+        spec = SandboxSpec(function="fn", version="$LATEST", revision="r1",
+                           handler="app.handler", code_dir=Path({str(code)!r}),
+                           layer_dir=None, memory_mb=128, timeout_s=3.0)
+        outcome = node.invoke(spec, b"{{}}", request_id="r", invoked_function_arn="arn")
+        time.sleep(0.3)  # the slots and spares made ahead are there too
+        stats = node.stats()
+        print(json.dumps([node.id, stats["memory_enforcement"], stats["zygote_pid"],
+                          outcome.sandbox_pid]), flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        node_id, enforcement, zygote, sandbox = json.loads(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+    assert gone(zygote, 5) and gone(sandbox, 5)
+    if enforcement == "cgroup-v1":
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        [memory] = [line for line in lines if "memory" in line.split(":")[1].split(",")]
+        folder = Path("/sys/fs/cgroup/memory") / memory.split(":", 2)[2].lstrip("/")
+        if folder.exists():
+            assert not (folder / f"faasbox-{node_id}").exists()

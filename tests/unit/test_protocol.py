@@ -117,7 +117,54 @@ def test_reader_deadline(pair: tuple[socket.socket, socket.socket]) -> None:
         FrameReader(right).read(deadline=time.monotonic() - 1)
 
 
-@pytest.mark.parametrize("module", ["protocol.py", "worker.py", "zygote.py"])
+def test_invoke_frame_is_the_frame_pack_makes() -> None:
+    frame = protocol.invoke_frame('req-"1"\u00e9', protocol.quote("arn:x"), 1234, b'{"a":1}')
+    assert unpack(frame) == ({"type": "invoke", "request_id": 'req-"1"\u00e9', "arn": "arn:x",
+                              "deadline_ms": 1234, "body": 7}, b'{"a":1}')
+    assert unpack(protocol.invoke_frame("r", protocol.quote("a"), 1, b"")) == (
+        {"type": "invoke", "request_id": "r", "arn": "a", "deadline_ms": 1, "body": 0}, b"")
+
+
+def test_armed_reader_waits_until_the_deadline_then_serves_later_frames(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    left, right = pair
+    reader = FrameReader(right)
+    reader.arm(0.05)  # shorter than the deadline: the reader waits on, then gives up
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        reader.read(deadline=started + 0.2)
+    assert 0.19 <= time.monotonic() - started < 1.0
+    reader.arm(5.0)  # longer than the deadline: the deadline still counts
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        reader.read(deadline=started + 0.1)
+    assert 0.09 <= time.monotonic() - started < 1.0
+    threading.Timer(0.1, left.sendall, args=(pack({"n": 1}, b"late"),)).start()
+    assert reader.read() == ({"n": 1, "body": 4}, b"late")  # no deadline: waits as long
+
+
+def test_armed_send_gives_up(pair: tuple[socket.socket, socket.socket]) -> None:
+    left, _right = pair
+    FrameReader(left).arm(0.05)
+    with pytest.raises(BlockingIOError):
+        left.sendall(b"x" * (16 << 20))  # nobody reads
+
+
+def test_reader_fast_path_keeps_what_follows(pair: tuple[socket.socket, socket.socket]
+                                             ) -> None:
+    left, right = pair
+    reader = FrameReader(right)
+    left.sendall(pack({"n": 1}, b"one"))
+    assert reader.read(deadline=time.monotonic() + 5) == ({"n": 1, "body": 3}, b"one")
+    left.sendall(pack({"n": 2}, b"two") + pack({"n": 3}))
+    assert reader.read(deadline=time.monotonic() + 5) == ({"n": 2, "body": 3}, b"two")
+    assert reader.read(deadline=time.monotonic() + 5) == ({"n": 3}, b"")
+    left.sendall(pack({"n": 4}, b"four")[:9])
+    threading.Timer(0.05, left.sendall, args=(pack({"n": 4}, b"four")[9:],)).start()
+    assert reader.read(deadline=time.monotonic() + 5) == ({"n": 4, "body": 4}, b"four")
+
+
+@pytest.mark.parametrize("module", ["protocol.py", "worker.py", "zygote.py", "rehearsal.py"])
 def test_sandbox_side_code_imports_only_the_stdlib(module: str) -> None:
     """What runs in the zygote and the sandboxes never imports faasbox or a package."""
     tree = ast.parse((RUNTIME / module).read_text())

@@ -4,6 +4,7 @@
 of one revision; ``sandbox`` is the supervisor's handle of one sandbox and the
 ``SandboxFactory`` port; ``process`` starts sandboxes forked by the zygote;
 ``zygote_client`` talks to the zygote; ``memory`` enforces memory limits; ``spec``
-is what the domain asks for and gets back. ``zygote``, ``worker`` and ``protocol`` run
-inside the zygote and the sandboxes: stdlib only, loaded there without this package.
+is what the domain asks for and gets back. ``zygote``, ``worker``, ``protocol`` and
+``rehearsal`` run inside the zygote and the sandboxes: stdlib only, loaded there without
+this package.
 """

@@ -41,6 +41,13 @@ class SandboxMemory(ABC):
 
     #: File the sandbox writes "0" (itself) to, first thing after the fork; None if none.
     join_path: str | None = None
+    #: True when Max Memory Used is measured here, so the sandbox's ``ru_maxrss`` is not
+    #: needed (the sandbox then skips a getrusage call per invocation).
+    measures_peak = False
+
+    @abstractmethod
+    def resize(self, memory_mb: int) -> None:
+        """Change the limit (before the sandbox joins: limits are made ahead of need)."""
 
     @abstractmethod
     def attach(self, pid: int) -> None:
@@ -69,6 +76,9 @@ class MemoryEnforcer(ABC):
 
     name: str
     reason: str
+    #: The folder of this node's cgroup, whose ``sandbox-*`` children the zygote removes
+    #: should the supervisor vanish (None without cgroups).
+    parent_dir: str | None = None
 
     @abstractmethod
     def prepare(self, sandbox_id: str, memory_mb: int) -> SandboxMemory:
@@ -129,22 +139,42 @@ class CgroupMemory(SandboxMemory):
         files = enforcer.files
         self.enforcer = enforcer
         self.path = path
+        self.memory_mb = memory_mb
         path.mkdir()
         try:
             limit = str(memory_mb * MB)
             (path / files.limit).write_text(limit)
-            swap = path / files.swap
-            if swap.exists():
+            swap: Path | None = path / files.swap
+            if swap is not None and swap.exists():
                 swap.write_text(limit if files.version == 1 else "0")
+            else:
+                swap = None
+            #: v1's memory+swap limit, kept equal to the memory limit (no swap escape).
+            self._swap = swap if files.version == 1 else None
             self.join_path = str(path / files.join)
             try:
                 self._peak_fd: int | None = os.open(path / files.peak, os.O_RDONLY)
             except OSError:
                 self._peak_fd = None  # cgroup v2 before Linux 5.19 has no memory.peak
+            self.measures_peak = self._peak_fd is not None
         except OSError:
             with contextlib.suppress(OSError):
                 path.rmdir()
             raise
+
+    def resize(self, memory_mb: int) -> None:
+        if memory_mb == self.memory_mb:
+            return
+        limit = str(memory_mb * MB)
+        files = [self.path / self.enforcer.files.limit]
+        if self._swap is not None:  # v1 wants memory.limit <= memsw.limit at every step
+            files.insert(0 if memory_mb > self.memory_mb else 1, self._swap)
+        try:
+            for path in files:
+                path.write_text(limit)
+        except OSError as exc:
+            raise FaasboxError(f"cannot set the memory limit of {self.path}: {exc}") from exc
+        self.memory_mb = memory_mb
 
     def attach(self, pid: int) -> None:
         """Nothing to do: the sandbox joins its cgroup itself, before it allocates."""
@@ -185,6 +215,7 @@ class CgroupEnforcer(MemoryEnforcer):
 
     def __init__(self, parent: Path, files: _Cgroups, reason: str) -> None:
         self.parent = parent
+        self.parent_dir = str(parent)
         self.files = files
         self.name = f"cgroup-v{files.version}"
         self.reason = reason
@@ -313,6 +344,9 @@ class RssMemory(SandboxMemory):
         self.limit_bytes = memory_mb * MB
         self.pid = 0
         self.fired = False
+
+    def resize(self, memory_mb: int) -> None:
+        self.limit_bytes = memory_mb * MB
 
     def attach(self, pid: int) -> None:
         self.pid = pid

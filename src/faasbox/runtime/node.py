@@ -133,7 +133,7 @@ class Node:
                 self._used_mb += spec.memory_mb
             self._inflight[spec.function] += 1
         for victim in evicted:
-            victim.destroy("evicted to make room")
+            victim.destroy("evicted to make room", wait=False)
         if sandbox is None:
             started = self._start(factory, spec, pool, request_id)
             if isinstance(started, Outcome):
@@ -177,7 +177,7 @@ class Node:
                request_id: str) -> Sandbox | Outcome:
         """Cold start; on failure give the reservation back."""
         try:
-            sandbox = factory.start(spec, secrets.token_hex(6), request_id=request_id)
+            sandbox = factory.start(spec, request_id=request_id)
         except InitFailed as failed:
             self._unreserve(spec, pool)
             return failed.outcome
@@ -208,7 +208,10 @@ class Node:
                 return
             pool.busy.discard(sandbox)
             self._forget(sandbox)
-        sandbox.destroy("retired" if reusable else "failed")
+        if reusable:
+            sandbox.destroy("retired", wait=False)
+        else:
+            sandbox.destroy("failed")
 
     def _done(self, function: str, pool: Pool | None) -> None:
         """One call of ``function`` is no longer in flight (lock held)."""
@@ -249,7 +252,7 @@ class Node:
                     self._forget(sandbox)
                 victims += drained
         for sandbox in victims:
-            sandbox.destroy("retired")
+            sandbox.destroy("retired", wait=False)  # killed now, cleaned up a little later
 
     def _reap_loop(self) -> None:
         interval = min(max(self.settings.keep_alive_s / 4, 0.05), 1.0)
@@ -267,7 +270,7 @@ class Node:
                     self._forget(sandbox)
                 victims += expired
         for sandbox in victims:
-            sandbox.destroy("keep-alive expired")
+            sandbox.destroy("keep-alive expired", wait=False)
         factory = self._factory
         if factory is not None:
             factory.sweep()

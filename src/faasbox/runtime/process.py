@@ -1,28 +1,56 @@
 """Sandboxes isolated as processes: forked by the zygote, own session and process group,
-rlimits, private working dir and ``/tmp``, a memory limit (cgroup or RSS watch)."""
+rlimits, private working dir and ``/tmp``, a memory limit (cgroup or RSS watch).
+
+A cold start is kept short by doing ahead of need whatever does not depend on the
+function: the zygote keeps a forked *spare* waiting (see :mod:`zygote`), and a janitor
+thread here keeps :data:`SLOTS` *slots* ready (a sandbox's folder, output file and memory
+cgroup, made with the last memory size asked for) and removes what destroyed sandboxes
+leave behind, shortly after, so that neither competes with the cold start that usually
+follows a retirement. What remains on the path is the function's own work: its
+environment, joining its cgroup, importing the handler.
+
+``FAASBOX_TRACE=1`` prints where each cold start spent its time to stderr.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import secrets
 import shutil
-import socket
 import sys
 import threading
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from faasbox.config import Settings
 from faasbox.errors import FaasboxError
 from faasbox.layout import Layout
+from faasbox.runtime import protocol
 from faasbox.runtime.memory import MemoryEnforcer, SandboxMemory
 from faasbox.runtime.sandbox import InitFailed, Sandbox, SandboxFactory
 from faasbox.runtime.spec import SandboxSpec
-from faasbox.runtime.zygote_client import ZygoteClient
+from faasbox.runtime.zygote_client import Spare, ZygoteClient
 
 RUNTIME_DIR = Path(__file__).resolve().parent
 SPAWN_TIMEOUT_S = 10.0
+#: Slots kept ready.
+SLOTS = 2
+#: Slots are made again this long after one was taken, and destroyed sandboxes cleaned
+#: up this long after they were killed: by then the cold start that took the slot, or
+#: that followed the retirement, is over. Neither happens while a sandbox starts.
+SLOT_DELAY_S = 0.005
+CLEAN_UP_DELAY_S = 0.05
+#: ... unless sandboxes keep starting for longer than this.
+MAX_HOLD_S = 0.5
+#: Memory size of the first slots, before any sandbox asked for one.
+DEFAULT_SLOT_MB = 128
+TRACE = os.environ.get("FAASBOX_TRACE", "") not in ("", "0")
 
 
 def sandbox_environment(settings: Settings, spec: SandboxSpec, sandbox_id: str,
@@ -58,6 +86,155 @@ def sandbox_environment(settings: Settings, spec: SandboxSpec, sandbox_id: str,
     return env
 
 
+@dataclass
+class Slot:
+    """What a sandbox needs on this side, made ahead of need."""
+
+    sandbox_id: str
+    directory: Path
+    output_fd: int
+    memory: SandboxMemory
+
+    def release(self) -> None:
+        os.close(self.output_fd)
+        self.memory.release()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class Janitor:
+    """One thread that keeps ``target`` slots ready and runs deferred clean-ups, each a
+    little after it was asked for, and only while no sandbox is starting
+    (:meth:`starting`)."""
+
+    def __init__(self, make_slot: Callable[[], Slot], target: int = SLOTS,
+                 slot_delay_s: float = SLOT_DELAY_S,
+                 clean_up_delay_s: float = CLEAN_UP_DELAY_S) -> None:
+        self._make_slot = make_slot
+        self._target = target
+        self._slot_delay_s = slot_delay_s
+        self._clean_up_delay_s = clean_up_delay_s
+        self._starting = 0
+        self._cond = threading.Condition()
+        self._ready: deque[Slot] = deque()
+        self._tasks: deque[tuple[float, Callable[[], None]]] = deque()  # in time order
+        self._refill_at: float | None = 0.0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def take(self) -> Slot | None:
+        """A ready slot (the caller's from now on), or None when there is none."""
+        with self._cond:
+            self._ensure_thread()
+            slot = self._ready.popleft() if self._ready else None
+            if self._refill_at is None:
+                self._refill_at = time.monotonic() + self._slot_delay_s
+                self._cond.notify()
+            return slot
+
+    @contextlib.contextmanager
+    def starting(self) -> Iterator[None]:
+        """Hold the janitor's work while the block runs (a cold start)."""
+        with self._cond:
+            self._starting += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._starting -= 1
+                if not self._starting:
+                    self._cond.notify()
+
+    def defer(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on the janitor thread, a little later; at once when closed."""
+        with self._cond:
+            if not self._closed:
+                self._ensure_thread()
+                self._tasks.append((time.monotonic() + self._clean_up_delay_s, task))
+                self._cond.notify()
+                return
+        _run(task)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._loop, name="faasbox-janitor",
+                                            daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        held_since: float | None = None
+        while True:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        return
+                    now = time.monotonic()
+                    if not self._starting:
+                        held_since = None
+                    elif held_since is None or now - held_since < MAX_HOLD_S:
+                        held_since = now if held_since is None else held_since
+                        self._cond.wait(MAX_HOLD_S - (now - held_since))
+                        continue
+                    due = []
+                    while self._tasks and self._tasks[0][0] <= now:
+                        due.append(self._tasks.popleft()[1])
+                    refill = self._refill_at is not None and self._refill_at <= now
+                    if due or refill:
+                        break
+                    wake = [t for t in (self._refill_at,
+                                        self._tasks[0][0] if self._tasks else None)
+                            if t is not None]
+                    self._cond.wait(min(wake) - now if wake else None)
+            for task in due:
+                _run(task)
+            if refill:
+                self._refill()
+            held_since = None
+
+    def _refill(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed or len(self._ready) >= self._target:
+                    self._refill_at = None
+                    return
+            try:
+                slot = self._make_slot()
+            except (OSError, FaasboxError):
+                with self._cond:  # try again later; a caller makes its own meanwhile
+                    self._refill_at = time.monotonic() + 1.0
+                return
+            with self._cond:
+                if not self._closed:
+                    self._ready.append(slot)
+                    continue
+            slot.release()
+            return
+
+    def close(self) -> None:
+        """Stop the thread, run every clean-up still waiting and release the slots."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._cond:
+            tasks = [task for _when, task in self._tasks]
+            slots = list(self._ready)
+            self._tasks.clear()
+            self._ready.clear()
+        for task in tasks:
+            _run(task)
+        for slot in slots:
+            slot.release()
+
+
+def _run(task: Callable[[], None]) -> None:
+    try:
+        task()
+    except Exception as exc:  # a clean-up must not kill the janitor
+        sys.stderr.write(f"faasbox: clean-up failed: {exc!r}\n")
+
+
 class ProcessSandboxFactory(SandboxFactory):
     """Forks sandboxes from one zygote, restarted on the next use after it died."""
 
@@ -71,6 +248,8 @@ class ProcessSandboxFactory(SandboxFactory):
         self._zygote: ZygoteClient | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._slot_mb = DEFAULT_SLOT_MB
+        self.janitor = Janitor(self._make_slot)
 
     @property
     def zygote_pid(self) -> int | None:
@@ -87,68 +266,90 @@ class ProcessSandboxFactory(SandboxFactory):
                 return zygote
             if zygote is not None:
                 zygote.close()
-            self._zygote = ZygoteClient().start()
+            self._zygote = ZygoteClient(cgroup_parent=self.memory.parent_dir).start()
             return self._zygote
 
-    def start(self, spec: SandboxSpec, sandbox_id: str, *, request_id: str) -> Sandbox:
-        directory = self.layout.sandbox(sandbox_id)
-        tmp, work = directory / "tmp", directory / "work"
-        tmp.mkdir(parents=True)
-        work.mkdir()
-        output = directory / "output"
-        output_fd = os.open(output, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        memory: SandboxMemory | None = None
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    def start(self, spec: SandboxSpec, *, request_id: str) -> Sandbox:
+        with self.janitor.starting():
+            return self._start(spec, request_id)
+
+    def _start(self, spec: SandboxSpec, request_id: str) -> Sandbox:
+        marks = [("start", time.perf_counter())] if TRACE else None
+        self._slot_mb = spec.memory_mb
+        slot = self.janitor.take() or self._make_slot()
         try:
-            memory = self.memory.prepare(sandbox_id, spec.memory_mb)
-            params = self._params(spec, sandbox_id, tmp, work, output, memory)
-            pid, zygote = self._spawn(theirs, params)
+            slot.memory.resize(spec.memory_mb)
+            spare, zygote = self._spare()
         except BaseException:
-            ours.close()
-            os.close(output_fd)
-            if memory is not None:
-                memory.release()
-            shutil.rmtree(directory, ignore_errors=True)
+            slot.release()
             raise
-        finally:
-            theirs.close()
-        memory.attach(pid)
-        sandbox = Sandbox(sandbox_id=sandbox_id, spec=spec, pid=pid, sock=ours,
-                          output_fd=output_fd, directory=directory, memory=memory,
-                          wait_exit=zygote.wait_exit)
+        if marks is not None:
+            marks.append(("slot and spare taken", time.perf_counter()))
+        sandbox_id, directory, memory = slot.sandbox_id, slot.directory, slot.memory
+        work = directory / "work"
+        memory.attach(spare.pid)
+        sandbox = Sandbox(sandbox_id=sandbox_id, spec=spec, pid=spare.pid, sock=spare.sock,
+                          output_fd=slot.output_fd, directory=directory, memory=memory,
+                          wait_exit=zygote.wait_exit, defer=self.janitor.defer)
         try:
+            params = self._params(spec, sandbox_id, directory, memory, trace=marks is not None)
+            with contextlib.suppress(OSError):  # a spare that died: wait_ready tells
+                spare.sock.sendall(protocol.pack({"type": "init"}, json.dumps(params).encode()))
+            if marks is not None:
+                marks.append(("init frame sent", time.perf_counter()))
+            # Only now: the zygote, woken by this, would otherwise hold up the lines above.
+            zygote.claim(spare, str(work))
             failure = sandbox.wait_ready(self.settings.init_timeout_s, request_id)
         except BaseException:
             sandbox.destroy("init interrupted")
             raise
+        if marks is not None:
+            _trace(spec, marks + [tuple(m) for m in sandbox.trace])
         if failure is not None:
             sandbox.destroy("init failed")
             raise InitFailed(failure)
         return sandbox
 
-    def _spawn(self, sandbox_end: socket.socket, params: dict[str, Any]
-               ) -> tuple[int, ZygoteClient]:
-        """Fork through the zygote; a zygote found dead is restarted once."""
+    def _make_slot(self) -> Slot:
+        sandbox_id = secrets.token_hex(6)
+        directory = self.layout.sandbox(sandbox_id)
+        (directory / "tmp").mkdir(parents=True)
+        (directory / "work").mkdir()
+        output_fd = -1
+        try:
+            output_fd = os.open(directory / "output", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                                0o600)
+            memory = self.memory.prepare(sandbox_id, self._slot_mb)
+        except BaseException:
+            if output_fd >= 0:
+                os.close(output_fd)
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        return Slot(sandbox_id, directory, output_fd, memory)
+
+    def _spare(self) -> tuple[Spare, ZygoteClient]:
+        """A spare from the zygote; a zygote found dead is restarted once."""
         for attempt in (1, 2):
             zygote = self.zygote()
             try:
-                return zygote.spawn(sandbox_end, params, SPAWN_TIMEOUT_S), zygote
+                return zygote.take_spare(SPAWN_TIMEOUT_S), zygote
             except FaasboxError:
                 if attempt == 2 or zygote.running:
                     raise
         raise AssertionError("unreachable")
 
-    def _params(self, spec: SandboxSpec, sandbox_id: str, tmp: Path, work: Path,
-                output: Path, memory: SandboxMemory) -> dict[str, Any]:
-        env = sandbox_environment(self.settings, spec, sandbox_id, tmp)
+    def _params(self, spec: SandboxSpec, sandbox_id: str, directory: Path,
+                memory: SandboxMemory, *, trace: bool = False) -> dict[str, Any]:
+        env = sandbox_environment(self.settings, spec, sandbox_id, directory / "tmp")
         return {
             "sandbox_id": sandbox_id,
             "handler": spec.handler,
             "code_dir": str(spec.code_dir),
             "layer_dir": str(spec.layer_dir) if spec.layer_dir else None,
-            "work_dir": str(work),
-            "output": str(output),
+            "work_dir": str(directory / "work"),
+            "output": str(directory / "output"),
             "cgroup_join": memory.join_path,
+            "report_rss": not memory.measures_peak,
             "env": env,
             "max_open_files": self.settings.max_open_files,
             "max_processes": self.settings.max_processes,
@@ -157,6 +358,7 @@ class ProcessSandboxFactory(SandboxFactory):
             "memory_mb": spec.memory_mb,
             "log_group_name": env["AWS_LAMBDA_LOG_GROUP_NAME"],
             "log_stream_name": env["AWS_LAMBDA_LOG_STREAM_NAME"],
+            "trace": trace,
         }
 
     def sweep(self) -> None:
@@ -166,7 +368,16 @@ class ProcessSandboxFactory(SandboxFactory):
         with self._lock:
             self._closed = True
             zygote, self._zygote = self._zygote, None
+        self.janitor.close()
         if zygote is not None:
             zygote.close()
         with contextlib.suppress(OSError):
             self.memory.close()
+
+
+def _trace(spec: SandboxSpec, marks: list[Any]) -> None:
+    """One line per cold start: milliseconds since the start of each step."""
+    marks.sort(key=lambda mark: mark[1])
+    start = marks[0][1]
+    steps = ", ".join(f"{name} +{(at - start) * 1000:.2f}" for name, at in marks[1:])
+    sys.stderr.write(f"faasbox trace: cold start of {spec.function}: {steps} ms\n")

@@ -32,6 +32,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from faasbox.model import Status
 from faasbox.runtime import protocol
@@ -50,6 +51,8 @@ OUTPUT_ROTATE = 64 * 1024 * 1024
 _CHUNK = 1 << 16
 
 ExitWaiter = Callable[[int, float], "ExitStatus | None"]
+#: Runs a clean-up later, on another thread (the factory's janitor).
+Deferrer = Callable[[Callable[[], None]], None]
 
 
 class InitFailed(Exception):
@@ -69,7 +72,7 @@ class Sandbox:
 
     def __init__(self, *, sandbox_id: str, spec: SandboxSpec, pid: int, sock: socket.socket,
                  output_fd: int, directory: Path, memory: SandboxMemory,
-                 wait_exit: ExitWaiter) -> None:
+                 wait_exit: ExitWaiter, defer: Deferrer | None = None) -> None:
         self.id = sandbox_id
         self.spec = spec
         self.pid = pid
@@ -82,12 +85,16 @@ class Sandbox:
         #: False once the sandbox failed: it must not serve another call.
         self.healthy = True
         self._wait_exit = wait_exit
+        self._defer = defer
         self._reader = protocol.FrameReader(sock)
         self._output_fd = output_fd
         self._offset = 0
         self._maxrss_kb = 0
         self._init_ms: float | None = None
         self._destroyed = False
+        self._arn: tuple[str, bytes] = ("", b"")
+        #: Where the sandbox's init spent its time (``FAASBOX_TRACE``): (step, perf_counter).
+        self.trace: list[Any] = []
 
     def __repr__(self) -> str:
         return f"Sandbox({self.id}, pid={self.pid}, {self.spec.function}, {self.state})"
@@ -114,6 +121,8 @@ class Sandbox:
         if header.get("type") == "ready" and header.get("v") == protocol.VERSION:
             self._init_ms = float(header["init_ms"])
             self._maxrss_kb = int(header.get("maxrss_kb", 0))
+            self.trace = header.get("trace") or []
+            self._reader.arm(self.spec.timeout_s)  # once: every call waits that long
             return None
         if header.get("type") == "init_error":
             self.healthy = False
@@ -132,14 +141,15 @@ class Sandbox:
         timeout_s = self.spec.timeout_s
         started = time.monotonic()
         self.invocations += 1
-        frame = protocol.pack({"type": "invoke", "request_id": request_id,
-                               "arn": invoked_function_arn,
-                               "deadline_ms": int((time.time() + timeout_s) * 1000)}, event)
+        arn = self._arn
+        if arn[0] != invoked_function_arn:
+            self._arn = arn = (invoked_function_arn, protocol.quote(invoked_function_arn))
+        frame = protocol.invoke_frame(request_id, arn[1], int((time.time() + timeout_s) * 1000),
+                                      event)
         try:
-            self.sock.settimeout(timeout_s)
             self.sock.sendall(frame)
             reply = self._reader.read(started + timeout_s)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # BlockingIOError: SO_SNDTIMEO ran out
             self.kill()
             return self._failure(Status.TIMEOUT, "Sandbox.Timedout", request_id, started,
                                  f"Task timed out after {timeout_s:.2f} seconds")
@@ -152,12 +162,14 @@ class Sandbox:
             self.kill()
             return self._failure(Status.CRASH, "Runtime.ExitError", request_id, started,
                                  f"Runtime sent an unexpected {header.get('type')!r} message")
-        self._maxrss_kb = int(header.get("maxrss_kb", 0))
+        maxrss = header.get("maxrss_kb")
+        if maxrss:
+            self._maxrss_kb = int(maxrss)
         ok = header.get("ok") is True
         return Outcome(
             status=Status.SUCCESS if ok else Status.ERROR,
             payload=body,
-            output=self._take_output(),
+            output="" if header.get("out") == self._offset else self._take_output(),
             duration_ms=float(header.get("duration_ms", 0.0)),
             max_memory_used_mb=self.memory.max_used_mb(self._maxrss_kb),
             sandbox_id=self.id,
@@ -246,8 +258,11 @@ class Sandbox:
             os.killpg(self.pid, signal.SIGKILL)
         self.memory.kill_all()
 
-    def destroy(self, reason: str) -> None:
+    def destroy(self, reason: str, *, wait: bool = True) -> None:
         """Kill the sandbox and remove its socket, files and cgroup. Idempotent.
+
+        With ``wait=False`` only the process group is killed now; the rest is left to the
+        factory's janitor thread (when it has one), off the caller's path.
 
         Only the thread that holds the sandbox (or nobody, when idle) may call this;
         another thread may only :meth:`kill` it.
@@ -256,7 +271,16 @@ class Sandbox:
             return
         self._destroyed = True
         self.state = f"destroyed: {reason}"
-        self.kill()
+        self.healthy = False
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)
+        if not wait and self._defer is not None:
+            self._defer(self._clean_up)
+        else:
+            self._clean_up()
+
+    def _clean_up(self) -> None:
+        self.memory.kill_all()  # what left the process group (a setsid in user code)
         self.sock.close()
         os.close(self._output_fd)
         self.memory.release()
@@ -283,8 +307,8 @@ class SandboxFactory(ABC):
     memory_enforcement: str
 
     @abstractmethod
-    def start(self, spec: SandboxSpec, sandbox_id: str, *, request_id: str) -> Sandbox:
-        """Start a sandbox for ``spec`` and run its init phase.
+    def start(self, spec: SandboxSpec, *, request_id: str) -> Sandbox:
+        """Start a sandbox for ``spec`` and run its init phase; the factory names it.
 
         Returns the ready sandbox (its first :meth:`Sandbox.invoke` reports the Init
         Duration). Raises :class:`InitFailed` with the call's outcome when the init phase

@@ -1,11 +1,14 @@
 """The code inside a sandbox: sets the process up, imports the handler, serves calls.
 
 Runs in a child forked by the zygote. Stdlib only: it never imports the faasbox package
-or anything of the control plane. :func:`main` is the whole life of a sandbox:
+or anything of the control plane. :func:`spare` is the whole life of a sandbox:
 
-1. ``setsid`` (the supervisor kills the whole process group), join the memory cgroup
-   before anything is allocated, rlimits, private working dir and ``/tmp``, output to
-   a file the supervisor reads, Lambda's environment and logging format;
+0. forked ahead of need (a *spare*): ``setsid`` (the supervisor kills the whole process
+   group), the standard streams and Lambda's logging format, then wait for the
+   ``init`` frame, whose body is the sandbox's parameters;
+1. (:func:`main`) join the memory cgroup before the handler allocates anything,
+   rlimits, output to a file the supervisor reads, Lambda's environment, the private
+   working dir and ``/tmp``;
 2. init: import the handler module and resolve the function, answer ``ready`` with the
    Init Duration, or ``init_error`` with Lambda's error object, and end;
 3. serve ``invoke`` requests one at a time, answering ``result`` frames whose body is
@@ -82,26 +85,102 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
-def main(fd: int, params: dict[str, Any], stdlib_path: list[str]) -> None:
-    """Become the sandbox described by ``params`` and serve until the socket closes."""
+def spare(fd: int, stdlib_path: list[str]) -> None:
+    """The life of a sandbox forked ahead of need: get ready for any function, wait for
+    the ``init`` frame that says which one, then become that sandbox (:func:`main`).
+
+    An end of stream before the ``init`` frame (the supervisor discarded this spare, or
+    went away) ends the process quietly.
+    """
     os.setsid()
-    if params.get("cgroup_join"):
-        with open(params["cgroup_join"], "w") as f:  # first: later pages are charged
-            f.write("0")  # "0" is the writer itself
-    _set_limits(params)
     sock = socket.socket(fileno=fd)
     sock.setblocking(True)
     os.set_inheritable(fd, False)
-    _redirect_output(params["output"])
+    _prepare_streams()
     os.environ.clear()
-    os.environ.update(params["env"])
+    request_ids = _setup_logging()
+    reader = protocol.FrameReader(sock)
+    rehearse(sock, reader, request_ids, stdlib_path)
+    frame = reader.read()
+    if frame is None:
+        return
+    header, body = frame
+    if header.get("type") != "init":
+        raise protocol.ProtocolError(f"unexpected {header.get('type')!r} frame")
+    main(sock, reader, json.loads(body), stdlib_path, request_ids)
+
+
+def main(sock: socket.socket, reader: protocol.FrameReader, params: dict[str, Any],
+         stdlib_path: list[str], request_ids: _RequestIdFilter) -> None:
+    """Become the sandbox described by ``params`` and serve until the socket closes."""
+    marks: list[tuple[str, float]] | None = [] if params.get("trace") else None
+    if marks is not None:
+        marks.append(("child: init frame read", time.perf_counter()))
+    if params.get("cgroup_join"):  # first: later pages are charged to the cgroup
+        join = os.open(params["cgroup_join"], os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(join, b"0")  # "0" is the writer itself
+        finally:
+            os.close(join)
+    _set_limits(params)
+    _redirect_output(params["output"])
+    os.environ.update(params["env"])  # the spare's environment is empty
     time.tzset()
     _enter_work_dir(params["work_dir"], params["code_dir"])
     sys.path[:] = [p for p in (params["code_dir"], params.get("layer_dir")) if p]
     sys.path += stdlib_path
     sys.dont_write_bytecode = True  # code folders are read-only by convention
-    request_ids = _setup_logging(params["env"].get("AWS_LAMBDA_LOG_LEVEL", ""))
-    Runtime(sock, params, request_ids).run()
+    level = params["env"].get("AWS_LAMBDA_LOG_LEVEL", "").upper()
+    if level in _LEVELS:
+        logging.getLogger().setLevel(_LEVELS[level])
+    if marks is not None:
+        marks.append(("child: set up", time.perf_counter()))
+    Runtime(sock, params, request_ids, reader, marks).run()
+
+
+#: What :func:`rehearse` plays a sandbox with: the shape of real parameters.
+_REHEARSAL = {
+    "handler": "rehearsal.handler", "function_name": "rehearsal", "function_version": "$LATEST",
+    "memory_mb": 128, "log_group_name": "/aws/lambda/rehearsal",
+    "log_stream_name": "2000/01/01/[$LATEST]000000000000", "report_rss": True,
+    "env": {f"FAASBOX_REHEARSAL_{i}": "/home/faasbox/sandboxes/000000000000/tmp"
+            for i in range(32)},
+}
+
+
+def rehearse(sock: socket.socket, reader: protocol.FrameReader,
+             request_ids: _RequestIdFilter, stdlib_path: list[str]) -> None:
+    """Play a whole sandbox life once, with :mod:`rehearsal` as the function, and undo
+    its traces (module, import cache, environment).
+
+    A forked child pays a copy-on-write fault the first time it writes to each page it
+    shares with the zygote, and reference counting writes to every object it uses:
+    importing a handler, filling the environment, decoding parameters and serving a
+    first call would take about twice as long in a fresh child. A spare rehearses while
+    it waits, so a cold start finds those pages already its own.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    saved_path = sys.path[:]
+    sys.path[:] = [here, *stdlib_path]
+    try:
+        params = json.loads(json.dumps(_REHEARSAL))
+        os.environ.update(params["env"])
+        time.tzset()
+        with contextlib.suppress(OSError):
+            os.scandir(here).close()
+        handler = load_handler(params["handler"])
+        runtime = Runtime(sock, params, request_ids, reader)
+        header = {"request_id": "00000000-0000-4000-8000-000000000000",
+                  "arn": "arn:aws:lambda:local:000000000000:function:rehearsal",
+                  "deadline_ms": int(time.time() * 1000) + 3000}
+        protocol.unpack(runtime.invoke(handler, header, b'{"rehearsal": [1, 2.5, "x"]}'))
+        protocol.pack({"type": "ready", "v": protocol.VERSION, "init_ms": 1.5, "maxrss_kb": 1})
+    finally:
+        os.environ.clear()
+        sys.modules.pop("rehearsal", None)
+        sys.path_importer_cache.pop(here, None)
+        sys.path[:] = saved_path
+        request_ids.request_id = ""
 
 
 def _set_limits(params: dict[str, Any]) -> None:
@@ -114,21 +193,26 @@ def _set_limits(params: dict[str, Any]) -> None:
         resource.setrlimit(which, (value, value))
 
 
-def _redirect_output(path: str) -> None:
-    """fd 1 and 2 append to the output file; prints reach it at once (no buffer)."""
-    out = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def _prepare_streams() -> None:
+    """stdin reads nothing; ``sys.stdout``/``sys.stderr`` write through to fds 1 and 2
+    (without a buffer), which :func:`_redirect_output` points at the output file."""
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
     os.close(null)
-    os.close(out)
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
     for name, fd in (("stdout", 1), ("stderr", 2)):
         stream = io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8",
                                   errors="backslashreplace", write_through=True)
         setattr(sys, name, stream)
         setattr(sys, f"__{name}__", stream)
+
+
+def _redirect_output(path: str) -> None:
+    """fd 1 and 2 append to the output file; prints reach it at once (no buffer)."""
+    out = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
 
 
 def _enter_work_dir(work_dir: str, code_dir: str) -> None:
@@ -141,18 +225,16 @@ def _enter_work_dir(work_dir: str, code_dir: str) -> None:
     os.chdir(work_dir)
 
 
-def _setup_logging(level: str) -> _RequestIdFilter:
-    """The root logger as Lambda's Python runtime configures it."""
+def _setup_logging() -> _RequestIdFilter:
+    """The root logger as Lambda's Python runtime configures it (the level is set from
+    ``AWS_LAMBDA_LOG_LEVEL`` once the environment is known)."""
     request_ids = _RequestIdFilter()
     handler = logging.StreamHandler(sys.stderr)
     formatter = logging.Formatter(_LOG_FORMAT, "%Y-%m-%dT%H:%M:%S")
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     handler.addFilter(request_ids)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    if level.upper() in _LEVELS:
-        root.setLevel(_LEVELS[level.upper()])
+    logging.getLogger().handlers[:] = [handler]
     return request_ids
 
 
@@ -208,11 +290,15 @@ class Runtime:
     """The init phase and the invocation loop of one sandbox."""
 
     def __init__(self, sock: socket.socket, params: dict[str, Any],
-                 request_ids: _RequestIdFilter) -> None:
+                 request_ids: _RequestIdFilter, reader: protocol.FrameReader,
+                 marks: list[tuple[str, float]] | None = None) -> None:
         self.sock = sock
         self.params = params
         self.request_ids = request_ids
-        self.reader = protocol.FrameReader(sock)
+        self.reader = reader
+        self.marks = marks
+        #: Whether the supervisor needs ru_maxrss for Max Memory Used (no cgroup peak).
+        self.report_rss = bool(params.get("report_rss", True))
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -225,19 +311,28 @@ class Runtime:
             self.sock.sendall(protocol.pack({"type": "init_error", "v": protocol.VERSION}, body))
             return
         init_ms = (time.perf_counter() - started) * 1000
-        self.sock.sendall(protocol.pack({"type": "ready", "v": protocol.VERSION,
-                                         "init_ms": init_ms, "maxrss_kb": _max_rss_kb()}))
+        ready: dict[str, Any] = {"type": "ready", "v": protocol.VERSION, "init_ms": init_ms,
+                                 "maxrss_kb": _max_rss_kb()}
+        if self.marks is not None:
+            ready["trace"] = [*self.marks, ("child: handler imported", time.perf_counter())]
+        self.sock.sendall(protocol.pack(ready))
+        read, send, invoke = self.reader.read, self.sock.sendall, self.invoke
         while True:
-            frame = self.reader.read()
+            frame = read()
             if frame is None:
                 return  # the supervisor closed the sandbox
             header, body = frame
             if header.get("type") != "invoke":
                 raise protocol.ProtocolError(f"unexpected {header.get('type')!r} frame")
-            self.sock.sendall(self.invoke(handler, header, body))
+            send(invoke(handler, header, body))
 
     def invoke(self, handler: Callable[..., Any], header: dict[str, Any], body: bytes) -> bytes:
-        """Run one call; return the ``result`` frame to send back."""
+        """Run one call; return the ``result`` frame to send back.
+
+        The frame tells the supervisor where the output file ends now (``out``), so it
+        reads the file only when something was printed, and the process's peak RSS
+        where the supervisor has no better measure of Max Memory Used.
+        """
         started = time.perf_counter()
         request_id = header["request_id"]
         self.request_ids.request_id = request_id
@@ -264,12 +359,21 @@ class Runtime:
             _log_error(error)
             payload = json.dumps(error).encode()
         for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):  # user code may have replaced them
+            try:  # noqa: SIM105 (user code may have replaced or closed them)
                 stream.flush()
-        reply = {"type": "result", "ok": error is None,
-                 "duration_ms": (time.perf_counter() - started) * 1000,
-                 "maxrss_kb": _max_rss_kb()}
-        if error is not None:
-            reply["error_type"] = error["errorType"]
-            reply["error_message"] = error["errorMessage"]
-        return protocol.pack(reply, payload)
+            except Exception:
+                pass
+        try:
+            out = os.lseek(1, 0, os.SEEK_CUR)  # fds 1 and 2 share one O_APPEND file offset
+        except OSError:
+            out = -1
+        maxrss = _max_rss_kb() if self.report_rss else 0
+        duration_ms = (time.perf_counter() - started) * 1000
+        if error is None:
+            raw = (b'{"type":"result","ok":true,"duration_ms":%.4f,"out":%d,"maxrss_kb":%d,'
+                   b'"body":%d}' % (duration_ms, out, maxrss, len(payload)))
+            return b"".join((protocol.LENGTH.pack(len(raw)), raw, payload))
+        return protocol.pack({"type": "result", "ok": False, "duration_ms": duration_ms,
+                              "out": out, "maxrss_kb": maxrss,
+                              "error_type": error["errorType"],
+                              "error_message": error["errorMessage"]}, payload)

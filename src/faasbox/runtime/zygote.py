@@ -1,20 +1,33 @@
 """The zygote: a fork server that has already imported the worker and common modules.
 
-Started by the supervisor as ``python -I -S zygote.py <fd>`` (no site-packages, no
-environment), where ``<fd>`` is its end of a ``SOCK_SEQPACKET`` unix socket pair. Each
-packet is one :mod:`protocol` frame:
+Started by the supervisor as ``python -I -S zygote.py <fd> [<cgroup>]`` (no
+site-packages, no environment), where ``<fd>`` is its end of a ``SOCK_SEQPACKET`` unix
+socket pair and ``<cgroup>`` the node's memory cgroup, if it has one. Each packet is one
+:mod:`protocol` frame.
 
-- supervisor -> zygote: ``spawn`` {seq, params}, with the sandbox's end of its own
-  socket pair attached (SCM_RIGHTS). The zygote forks; the child becomes the sandbox
-  (:func:`worker.main`); the zygote answers ``spawned`` {seq, pid} or {seq, error}.
-- zygote -> supervisor: ``hello`` {v, pid} once ready, and ``exit`` {pid, code, signal}
-  whenever a sandbox ends (always after its ``spawned``).
+The zygote forks sandboxes *ahead of need*: it keeps :data:`SPARES` spares, each a
+forked child that has done the part of a sandbox's set-up that is the same for every
+function (:func:`worker.spare`) and waits on its own stream socket for an ``init``
+frame. A cold start then costs no fork, and no round trip through the zygote:
+
+- zygote -> supervisor: ``hello`` {v, pid} once ready; ``spare`` {pid} with the
+  supervisor's end of the spare's socket attached (SCM_RIGHTS); ``spare_error`` {error}
+  when a fork failed; ``exit`` {pid, code, signal} whenever a spare or sandbox ends
+  (always after its ``spare``).
+- supervisor -> zygote: ``claim`` {pid, work_dir} when it made a spare a sandbox (the
+  zygote forks a replacement a little later, off the critical path, and knows what to
+  clean up should the supervisor vanish); ``want`` {} from a caller that found no
+  spare left to take (the zygote forks one more at once).
+- supervisor -> spare: ``init`` with the sandbox's parameters as the body; the spare
+  answers ``ready`` (or ``init_error``) on the same socket, which then serves calls.
 
 When the supervisor goes (end of stream on the socket) the zygote kills every sandbox
-it forked and exits. It is a child subreaper, so processes left by a sandbox are reaped
-here too. Stdlib only; the worker and protocol modules are loaded from this folder as
-the private package ``_faasbox_runtime``, so no sys.path entry leaks into sandboxes and a
-user module named ``worker`` or ``protocol`` cannot collide with them.
+and spare it forked, removes what it can of their folders and of the node's cgroups
+(the supervisor makes some ahead of need), and exits. It is a child subreaper, so
+processes left by a sandbox are reaped here too. Stdlib only; the worker and protocol
+modules are loaded from this folder as the private package ``_faasbox_runtime``, so no
+sys.path entry leaks into sandboxes and a user module named ``worker`` or ``protocol``
+cannot collide with them.
 """
 
 from __future__ import annotations
@@ -41,6 +54,11 @@ PRELOAD = (
     "urllib.parse", "urllib.request", "pathlib", "subprocess",
 )
 PACKAGE = "_faasbox_runtime"
+#: Spares kept forked ahead of need.
+SPARES = 2
+#: A claimed spare is replaced this long after the claim, when the cold start that took
+#: it is most likely over: forking sooner would compete with it for the CPUs.
+REFILL_DELAY_S = 0.005
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -67,18 +85,25 @@ def _become_subreaper() -> None:
 class Zygote:
     """The fork loop."""
 
-    def __init__(self, control: socket.socket, worker: Any, protocol: Any) -> None:
+    def __init__(self, control: socket.socket, worker: Any, protocol: Any,
+                 cgroup_parent: str | None = None) -> None:
         self.control = control
+        self.cgroup_parent = cgroup_parent
         self.worker = worker
         self.protocol = protocol
         self.stdlib_path = list(sys.path)
-        self.children: dict[int, dict[str, Any]] = {}  # pid -> its spawn parameters
+        self.children: dict[int, dict[str, Any]] = {}  # pid -> what to clean up after it
+        self.spares: set[int] = set()  # forked, not claimed yet
+        self.refill_at: float | None = None  # when to fork the spares claimed since
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.supervisor_gone = False
 
-    def send(self, header: dict[str, Any]) -> None:
+    def send(self, header: dict[str, Any], fds: tuple[int, ...] = ()) -> None:
         try:
-            self.control.send(self.protocol.pack(header))
+            if fds:
+                socket.send_fds(self.control, [self.protocol.pack(header)], list(fds))
+            else:
+                self.control.send(self.protocol.pack(header))
         except OSError:
             self.supervisor_gone = True  # the loop shuts down
 
@@ -91,13 +116,20 @@ class Zygote:
         poller.register(self.wake_r, select.POLLIN)
         gc.freeze()  # keep preloaded objects out of the collector: fewer copied pages
         self.send({"type": "hello", "v": self.protocol.VERSION, "pid": os.getpid()})
+        self.refill()
         while not self.supervisor_gone:
-            for fd, _event in poller.poll():
+            timeout = None
+            if self.refill_at is not None:
+                timeout = max(0, int((self.refill_at - time.monotonic()) * 1000) + 1)
+            events = poller.poll(timeout)
+            for fd, _event in events:
                 if fd == self.wake_r:
                     self._drain()
                     self.reap()
                 elif not self.handle():
                     self.supervisor_gone = True
+            if self.refill_at is not None and time.monotonic() >= self.refill_at:
+                self.refill()
         self.shutdown()
 
     def _drain(self) -> None:
@@ -110,32 +142,53 @@ class Zygote:
     def handle(self) -> bool:
         """Serve one request; False at the end of the stream."""
         try:
-            data, fds, _flags, _addr = socket.recv_fds(self.control, 1 << 20, 4)
+            data = self.control.recv(1 << 20)
         except ConnectionError:
             return False
         if not data:
             return False
         header, _ = self.protocol.unpack(data)
-        if header.get("type") != "spawn" or len(fds) != 1:
-            for fd in fds:
-                os.close(fd)
-            raise self.protocol.ProtocolError(f"unexpected request {header.get('type')!r}")
-        fd = fds[0]
+        kind = header.get("type")
+        if kind == "claim":
+            pid = int(header["pid"])
+            if pid in self.spares:  # else it died already (its exit was sent)
+                self.spares.discard(pid)
+                self.children[pid] = header
+            if self.refill_at is None:
+                self.refill_at = time.monotonic() + REFILL_DELAY_S
+        elif kind == "want":  # a caller found no spare: one more, now
+            self.fork_spare()
+        else:
+            raise self.protocol.ProtocolError(f"unexpected request {kind!r}")
+        return True
+
+    def refill(self) -> None:
+        self.refill_at = None
+        while len(self.spares) < SPARES and not self.supervisor_gone:
+            if not self.fork_spare():
+                return
+
+    def fork_spare(self) -> bool:
+        """Fork a spare and hand the supervisor its socket; False when the fork failed."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             pid = os.fork()
         except OSError as exc:
-            os.close(fd)
-            self.send({"type": "spawned", "seq": header["seq"], "error": str(exc)})
-            return True
+            ours.close()
+            theirs.close()
+            self.send({"type": "spare_error", "error": str(exc)})
+            return False
         if pid == 0:
-            self._child(fd, header["params"])
-        os.close(fd)
-        self.children[pid] = header["params"]
-        self.send({"type": "spawned", "seq": header["seq"], "pid": pid})
+            ours.close()
+            self._child(theirs.detach())
+        theirs.close()
+        self.spares.add(pid)
+        self.send({"type": "spare", "pid": pid}, (ours.fileno(),))
+        ours.close()
         return True
 
-    def _child(self, fd: int, params: dict[str, Any]) -> None:
-        """Become a sandbox; never returns."""
+    def _child(self, fd: int) -> None:
+        """Become a spare, then a sandbox; never returns."""
         code = 1
         try:
             signal.set_wakeup_fd(-1)
@@ -144,7 +197,7 @@ class Zygote:
             os.close(self.wake_r)
             os.close(self.wake_w)
             self.control.close()
-            self.worker.main(fd, params, self.stdlib_path)
+            self.worker.spare(fd, self.stdlib_path)
             code = 0
         except SystemExit as exc:
             if isinstance(exc.code, int):
@@ -168,17 +221,18 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            if self.children.pop(pid, None) is not None:
+            if self.children.pop(pid, None) is not None or pid in self.spares:
+                self.spares.discard(pid)
                 code = os.waitstatus_to_exitcode(status)
                 self.send({"type": "exit", "pid": pid,
                            "code": code if code >= 0 else None,
                            "signal": -code if code < 0 else None})
 
     def shutdown(self) -> None:
-        """Kill every sandbox (its whole process group), reap what is left, and remove
-        the folders and cgroups of sandboxes the supervisor could not clean up itself
-        (it is gone, or it is closing and they are gone already)."""
-        for pid in self.children:
+        """Kill every sandbox and spare (its whole process group), reap what is left, and
+        remove the folders and cgroups of sandboxes the supervisor could not clean up
+        itself (it is gone, or it is closing and they are gone already)."""
+        for pid in [*self.children, *self.spares]:
             for kill in (os.killpg, os.kill):
                 try:
                     kill(pid, signal.SIGKILL)
@@ -194,12 +248,16 @@ class Zygote:
             if pid == 0:
                 time.sleep(0.005)
         for params in self.children.values():
-            shutil.rmtree(os.path.dirname(params["work_dir"]), ignore_errors=True)
-            if params.get("cgroup_join"):
-                cgroup = os.path.dirname(params["cgroup_join"])
-                for path in (cgroup, os.path.dirname(cgroup)):  # the node's, once empty
-                    with contextlib.suppress(OSError):
-                        os.rmdir(path)
+            if params.get("work_dir"):
+                shutil.rmtree(os.path.dirname(params["work_dir"]), ignore_errors=True)
+        if self.cgroup_parent:  # the sandboxes' cgroups, those made ahead, then the node's
+            with contextlib.suppress(OSError), os.scandir(self.cgroup_parent) as entries:
+                for entry in entries:
+                    if entry.name.startswith("sandbox-"):
+                        with contextlib.suppress(OSError):
+                            os.rmdir(entry.path)
+            with contextlib.suppress(OSError):
+                os.rmdir(self.cgroup_parent)
 
 
 def main(argv: list[str]) -> None:
@@ -209,7 +267,7 @@ def main(argv: list[str]) -> None:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     _become_subreaper()
-    Zygote(control, worker, protocol).serve()
+    Zygote(control, worker, protocol, argv[2] if len(argv) > 2 else None).serve()
 
 
 if __name__ == "__main__":

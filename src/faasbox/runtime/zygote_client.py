@@ -1,23 +1,23 @@
-"""The supervisor's side of the zygote: start it, ask it to fork, learn how sandboxes end.
+"""The supervisor's side of the zygote: start it, take the spares it forks ahead of
+need, learn how sandboxes end.
 
-One reader thread takes every packet the zygote sends: ``spawned`` answers go to the
-thread that asked, ``exit`` notifications are kept (a bounded number) for
-:meth:`ZygoteClient.wait_exit`. Only cold starts and failures pass through here; the
-warm path never touches the zygote.
+One reader thread takes every packet the zygote sends: ``spare`` announcements (with the
+spare's socket) are queued for :meth:`ZygoteClient.take_spare`, ``exit`` notifications
+are kept (a bounded number) for :meth:`ZygoteClient.wait_exit`. Only cold starts and
+failures pass through here; the warm path never touches the zygote.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
-from collections import OrderedDict
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from faasbox.runtime import protocol
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
 _KEEP_EXITS = 4096
+#: How often a caller waiting for a spare asks the zygote again.
+_WANT_EVERY_S = 0.5
 #: The zygote's whole environment: none of the control plane's variables (secrets
 #: included) reaches it; each sandbox gets its own from its spawn parameters.
 ZYGOTE_ENV = {"LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin"}
@@ -50,19 +52,29 @@ class ExitStatus:
         return f"exit status {self.code}"
 
 
+@dataclass
+class Spare:
+    """A process forked ahead of need, waiting on ``sock`` for its ``init`` frame."""
+
+    pid: int
+    sock: socket.socket
+
+
 class ZygoteClient:
     """A running zygote process. Use :meth:`start`; :meth:`close` kills it."""
 
-    def __init__(self, *, start_timeout_s: float = 30.0) -> None:
+    def __init__(self, *, start_timeout_s: float = 30.0, cgroup_parent: str | None = None
+                 ) -> None:
         self.start_timeout_s = start_timeout_s
+        self.cgroup_parent = cgroup_parent
         self.pid = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._send_lock = threading.Lock()
         self._cond = threading.Condition()
-        self._waiters: dict[int, Future[dict[str, Any]]] = {}
+        self._spares: deque[Spare] = deque()
+        self._spare_error: str | None = None
         self._exits: OrderedDict[int, ExitStatus] = OrderedDict()
-        self._seq = itertools.count(1)
         self._alive = False
         self._reader: threading.Thread | None = None
 
@@ -81,7 +93,8 @@ class ZygoteClient:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(ZYGOTE_SCRIPT), str(theirs.fileno())],
+                [sys.executable, "-I", "-S", str(ZYGOTE_SCRIPT), str(theirs.fileno()),
+                 *([self.cgroup_parent] if self.cgroup_parent else [])],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, start_new_session=True, env=ZYGOTE_ENV,
             )
@@ -107,31 +120,44 @@ class ZygoteClient:
         self._reader.start()
         return self
 
-    def spawn(self, sandbox_end: socket.socket, params: dict[str, Any], timeout_s: float) -> int:
-        """Fork a sandbox that gets ``sandbox_end`` and ``params``; return its pid.
-
-        Raises :class:`FaasboxError` when the zygote is gone or cannot fork.
-        """
-        sock = self._sock
-        if sock is None or not self._alive:
-            raise FaasboxError("the zygote is not running")
-        seq = next(self._seq)
-        future: Future[dict[str, Any]] = Future()
+    def take_spare(self, timeout_s: float) -> Spare:
+        """A spare for a new sandbox (it is the caller's from now on), waiting up to
+        ``timeout_s`` for one when none is left. Raises :class:`FaasboxError` when the
+        zygote is gone or cannot fork."""
+        deadline = time.monotonic() + timeout_s
+        asked_at: float | None = None
         with self._cond:
-            self._waiters[seq] = future
-        frame = protocol.pack({"type": "spawn", "seq": seq, "params": params})
-        try:
-            with self._send_lock:
-                socket.send_fds(sock, [frame], [sandbox_end.fileno()])
-            answer = future.result(timeout=timeout_s)
-        except (OSError, FutureTimeout) as exc:
-            raise FaasboxError(f"the zygote did not fork a sandbox: {exc!r}") from exc
-        finally:
-            with self._cond:
-                self._waiters.pop(seq, None)
-        if "error" in answer:
-            raise FaasboxError(f"the zygote could not fork a sandbox: {answer['error']}")
-        return int(answer["pid"])
+            self._spare_error = None
+            while True:
+                while self._spares:
+                    spare = self._spares.popleft()
+                    if _alive(spare.sock):
+                        return spare
+                    spare.sock.close()  # died unused; its exit is on its way
+                if not self._alive:
+                    raise FaasboxError("the zygote is not running")
+                if self._spare_error is not None:
+                    raise FaasboxError(f"the zygote could not fork a sandbox: "
+                                       f"{self._spare_error}")
+                now = time.monotonic()
+                if now >= deadline:
+                    raise FaasboxError("the zygote did not fork a sandbox in time")
+                if asked_at is None or now - asked_at >= _WANT_EVERY_S:
+                    self._send({"type": "want"})  # one more spare, forked now
+                    asked_at = now
+                self._cond.wait(min(deadline - now, _WANT_EVERY_S))
+
+    def claim(self, spare: Spare, work_dir: str) -> None:
+        """Tell the zygote that ``spare`` is now a sandbox (it forks a replacement), and
+        what to clean up after it should this process vanish."""
+        self._send({"type": "claim", "pid": spare.pid, "work_dir": work_dir})
+
+    def _send(self, header: dict[str, Any]) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        with self._send_lock, contextlib.suppress(OSError):  # a dead zygote: see alive
+            sock.send(protocol.pack(header))
 
     def wait_exit(self, pid: int, timeout_s: float) -> ExitStatus | None:
         """How sandbox ``pid`` ended, waiting up to ``timeout_s``; None if unknown."""
@@ -144,34 +170,50 @@ class ZygoteClient:
         assert sock is not None
         try:
             while True:
-                data = sock.recv(1 << 16)
+                data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 1)
+                for fd in fds:  # received fds are inheritable: no child of ours gets one
+                    os.set_inheritable(fd, False)
                 if not data:
+                    for fd in fds:
+                        os.close(fd)
                     break
                 header, _ = protocol.unpack(data)
                 kind = header.get("type")
                 with self._cond:
-                    if kind == "spawned":
-                        if "pid" in header:  # a pid now reused: forget how the old one ended
-                            self._exits.pop(int(header["pid"]), None)
-                        future = self._waiters.pop(int(header["seq"]), None)
-                        if future is not None:
-                            future.set_result(header)
+                    if kind == "spare" and fds:
+                        pid = int(header["pid"])
+                        self._exits.pop(pid, None)  # a pid now reused: forget the old one
+                        self._spares.append(Spare(pid, socket.socket(fileno=fds[0])))
+                        fds = fds[1:]
+                        self._cond.notify_all()
+                    elif kind == "spare_error":
+                        self._spare_error = str(header.get("error"))
+                        self._cond.notify_all()
                     elif kind == "exit":
-                        self._exits[int(header["pid"])] = ExitStatus(header.get("code"),
-                                                                     header.get("signal"))
+                        pid = int(header["pid"])
+                        self._exits[pid] = ExitStatus(header.get("code"), header.get("signal"))
                         while len(self._exits) > _KEEP_EXITS:
                             self._exits.popitem(last=False)
+                        for spare in self._spares:
+                            if spare.pid == pid:  # died before anyone took it
+                                self._spares.remove(spare)
+                                spare.sock.close()
+                                break
                         self._cond.notify_all()
+                for fd in fds:
+                    os.close(fd)
         except (OSError, protocol.ProtocolError):
             pass
         finally:
             with self._cond:
                 self._alive = False
-                for future in self._waiters.values():
-                    if not future.done():
-                        future.set_exception(OSError("the zygote exited"))
-                self._waiters.clear()
+                self._drop_spares()
                 self._cond.notify_all()
+
+    def _drop_spares(self) -> None:
+        """Close the sockets of the spares nobody took: they end (lock held)."""
+        while self._spares:
+            self._spares.popleft().sock.close()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """End the zygote: it kills the sandboxes it forked and exits. Idempotent."""
@@ -182,7 +224,9 @@ class ZygoteClient:
             if self._reader is not None and self._reader is not threading.current_thread():
                 self._reader.join(timeout_s)
             sock.close()
-        self._alive = False
+        with self._cond:
+            self._alive = False
+            self._drop_spares()
         proc = self._proc
         if proc is not None:
             try:
@@ -190,3 +234,14 @@ class ZygoteClient:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _alive(sock: socket.socket) -> bool:
+    """True unless the spare at the other end is gone (end of stream: a spare says
+    nothing before its ``init``)."""
+    try:
+        return sock.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
