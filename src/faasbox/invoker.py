@@ -81,7 +81,7 @@ class Invoker:
             throttled = self._record(name, qualifier, version, request_id, started,
                                      Status.THROTTLED, error_type="TooManyRequestsException",
                                      error_message="Rate exceeded")
-            self._records.add(throttled, "")
+            self._records.add(throttled)
             raise
         outcome = self._check_response_size(outcome)
         return self._finish(name, qualifier, version, request_id, started, outcome)
@@ -124,8 +124,7 @@ class Invoker:
         )
         text = frame(record, outcome.output)
         log_file, offset, length = self._logs.append(name, text)
-        record = replace(record, log_offset=offset, log_length=length)
-        self._records.add(record, log_file)
+        self._records.add(record, log_file, offset, length)
         return InvokeResult(
             request_id=request_id,
             payload=outcome.payload,

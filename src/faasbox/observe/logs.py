@@ -48,23 +48,23 @@ class LogStore:
     def __init__(self, layout: Layout) -> None:
         self._layout = layout
         self._lock = threading.Lock()
-        self._files: dict[str, int] = {}  # function -> open fd
+        self._files: dict[str, tuple[int, str]] = {}  # function -> (open fd, file name)
 
     def append(self, function: str, text: str) -> tuple[str, int, int]:
         """Append one block; return (file name, offset, length)."""
         data = text.encode("utf-8", "replace")
-        path = self._layout.function_log(function)
         with self._lock:
-            fd = self._files.get(function)
-            if fd is None:
-                fd = self._files[function] = os.open(
-                    path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
-                )
+            entry = self._files.get(function)
+            if entry is None:
+                path = self._layout.function_log(function)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                entry = self._files[function] = (fd, path.name)
+            fd, name = entry
             # One control plane holds the home (faasbox.lock), and this lock orders our
             # threads: the end of the file is where this block lands.
             offset = os.lseek(fd, 0, os.SEEK_END)
             os.write(fd, data)
-        return path.name, offset, len(data)
+        return name, offset, len(data)
 
     def read(self, log_file: str, offset: int, length: int) -> str:
         if not log_file or length <= 0:
@@ -80,12 +80,12 @@ class LogStore:
     def forget(self, function: str) -> None:
         """Close the function's file handle (the file itself stays, as logs outlive it)."""
         with self._lock:
-            fd = self._files.pop(function, None)
-        if fd is not None:
-            os.close(fd)
+            entry = self._files.pop(function, None)
+        if entry is not None:
+            os.close(entry[0])
 
     def close(self) -> None:
         with self._lock:
-            for fd in self._files.values():
+            for fd, _ in self._files.values():
                 os.close(fd)
             self._files.clear()

@@ -31,9 +31,9 @@ BATCH = 512
 COMMIT_WINDOW_S = 0.02
 
 
-def _line(record: InvocationRecord, log_file: str) -> bytes:
+def _line(record: InvocationRecord, log_file: str, offset: int, length: int) -> bytes:
     data = record.to_dict()
-    data.update(log_file=log_file, log_offset=record.log_offset, log_length=record.log_length)
+    data.update(log_file=log_file, log_offset=offset, log_length=length)
     return orjson.dumps(data) + b"\n"
 
 
@@ -55,7 +55,7 @@ class RecordWriter:
         self._path = journal
         self._lock = threading.Lock()  # journal appends and the queue
         self._cond = threading.Condition(self._lock)
-        self._queue: list[tuple[InvocationRecord, str]] = []
+        self._queue: list[tuple[InvocationRecord, str, int, int]] = []
         self._added = 0
         self._committed = 0
         self._closed = False
@@ -82,14 +82,18 @@ class RecordWriter:
         os.truncate(self._path, 0)
         return len(todo)
 
-    def add(self, record: InvocationRecord, log_file: str) -> None:
-        line = _line(record, log_file)
+    def add(
+        self, record: InvocationRecord, log_file: str = "", offset: int = 0, length: int = 0
+    ) -> None:
+        """Journal ``record`` (whose log block is ``length`` bytes at ``offset`` of
+        ``log_file``) and queue it for the store. Returns once it is crash-safe."""
+        line = _line(record, log_file, offset, length)
         with self._cond:
             if self._closed:
                 raise RuntimeError("record writer is closed")
             os.write(self._fd, line)
             self._size += len(line)
-            self._queue.append((record, log_file))
+            self._queue.append((record, log_file, offset, length))
             self._added += 1
             if len(self._queue) == 1:
                 self._cond.notify_all()
@@ -118,7 +122,9 @@ class RecordWriter:
             with self._cond:
                 batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
             try:
-                self._store.add_records(batch)
+                self._store.add_records(
+                    [(replace(r, log_offset=o, log_length=n), f) for r, f, o, n in batch]
+                )
             except BaseException as exc:  # keep the journal: recover() inserts them later
                 with self._cond:
                     self._error = exc
