@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class Limits:
     timeout_default_s: int = 3
     sync_payload_bytes: int = 6 * MB
     environment_bytes: int = 4096
-    tmp_mb: int = 512
     zip_bytes: int = 50 * MB
     unzipped_bytes: int = 250 * MB
     package_entries: int = 20_000
@@ -53,7 +52,9 @@ class Settings:
     home: Path = Path(".faasbox")
     host: str = "127.0.0.1"
     port: int = 8642
-    endpoint: str = "http://127.0.0.1:8642"
+    #: Where clients (and functions, as FAASBOX_ENDPOINT) reach the server; "" derives
+    #: it from host and port.
+    endpoint: str = ""
     keep_alive_s: float = 300.0
     init_timeout_s: float = 10.0
     capacity_mb: int = field(default_factory=_default_capacity_mb)
@@ -91,11 +92,13 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "home" in values:
             values["home"] = Path(values["home"])
-        return replace(cls(), **values)
+        return cls(**values)
 
-    @property
-    def state_url(self) -> str:
-        return f"sqlite:///{self.home.resolve() / 'state.db'}"
+    def __post_init__(self) -> None:
+        if not self.endpoint:
+            host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+            shown = f"[{host}]" if ":" in host else host
+            object.__setattr__(self, "endpoint", f"http://{shown}:{self.port}")
 
 
 def _coerce(type_name: Any, raw: str, var: str) -> Any:

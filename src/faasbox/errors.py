@@ -110,6 +110,13 @@ class TooManyRequestsError(FaasboxError):
     http_status = 429
 
 
+class ServiceUnavailableError(FaasboxError):
+    """Raised when the platform cannot take the call now (it is shutting down)."""
+
+    code = "ServiceUnavailableException"
+    http_status = 503
+
+
 class ServerUnavailableError(FaasboxError):
     """Raised by the remote client when nothing answers at the endpoint."""
 
@@ -136,5 +143,6 @@ BY_CODE: dict[str, type[FaasboxError]] = {
         PayloadTooLargeError,
         ConflictError,
         TooManyRequestsError,
+        ServiceUnavailableError,
     )
 }

@@ -8,6 +8,7 @@ throttled, one framed log block.
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -15,7 +16,12 @@ from dataclasses import replace
 import orjson
 
 from faasbox.config import Settings
-from faasbox.errors import InvalidParameterError, PayloadTooLargeError, TooManyRequestsError
+from faasbox.errors import (
+    InvalidParameterError,
+    PayloadTooLargeError,
+    ServiceUnavailableError,
+    TooManyRequestsError,
+)
 from faasbox.layout import Layout
 from faasbox.model import FunctionVersion, InvocationRecord, InvokeResult, Status, function_arn
 from faasbox.observe.logs import LogStore, billed_ms, frame
@@ -46,10 +52,37 @@ class Invoker:
         self._specs: dict[str, SandboxSpec] = {}
         # Request ids need uniqueness, not secrecy: os.urandom per call costs ~13 µs here.
         self._ids = random.Random()
+        self._calls = threading.Condition()
+        self._in_flight = 0
+        self._closing = False
+
+    def drain(self, timeout_s: float = 10.0) -> bool:
+        """Refuse new calls and wait for those in flight to be recorded."""
+        with self._calls:
+            self._closing = True
+            return self._calls.wait_for(lambda: self._in_flight == 0, timeout=timeout_s)
+
+    def forget(self, function: str) -> None:
+        """Drop cached sandbox specs of ``function`` (it changed or is gone)."""
+        for revision in [r for r, spec in self._specs.items() if spec.function == function]:
+            self._specs.pop(revision, None)
 
     def invoke(
         self, name: str, event: bytes, qualifier: str | None = None
     ) -> InvokeResult:
+        with self._calls:
+            if self._closing:
+                raise ServiceUnavailableError("the platform is shutting down")
+            self._in_flight += 1
+        try:
+            return self._invoke(name, event, qualifier)
+        finally:
+            with self._calls:
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._calls.notify_all()
+
+    def _invoke(self, name: str, event: bytes, qualifier: str | None) -> InvokeResult:
         limit = self._settings.limits.sync_payload_bytes
         if len(event) > limit:
             raise PayloadTooLargeError(
@@ -77,11 +110,17 @@ class Invoker:
                 request_id=request_id,
                 invoked_function_arn=function_arn(name, qualifier),
             )
-        except TooManyRequestsError:
+        except TooManyRequestsError as exc:
             throttled = self._record(name, qualifier, version, request_id, started,
-                                     Status.THROTTLED, error_type="TooManyRequestsException",
-                                     error_message="Rate exceeded")
+                                     Status.THROTTLED, error_type=exc.code,
+                                     error_message=exc.message)
             self._records.add(throttled)
+            raise
+        except Exception as exc:  # the node could not run it at all: still one record
+            failed = self._record(name, qualifier, version, request_id, started, Status.CRASH,
+                                  error_type=getattr(exc, "code", type(exc).__name__),
+                                  error_message=str(exc))
+            self._records.add(failed)
             raise
         outcome = self._check_response_size(outcome)
         return self._finish(name, qualifier, version, request_id, started, outcome)

@@ -19,6 +19,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ALIAS_RE = re.compile(r"^(?!^[0-9]+$)[A-Za-z0-9_-]{1,128}$")
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 HANDLER_RE = re.compile(rf"^{IDENT}(\.{IDENT})*\.{IDENT}$")
+VERSION_RE = re.compile(r"[1-9][0-9]{0,9}")  # a published version number
 ENV_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 RESERVED_ENV = frozenset(
     {
@@ -75,20 +76,26 @@ class FunctionConfig:
     def validate(self, limits: Limits) -> FunctionConfig:
         """Return self, or raise :class:`InvalidParameterError` naming the bad field."""
         validate_handler(self.handler)
-        if not isinstance(self.memory_mb, int) or not (
+        if not _is_int(self.memory_mb) or not (
             limits.memory_min_mb <= self.memory_mb <= limits.memory_max_mb
         ):
             raise InvalidParameterError(
                 f"memory_mb={self.memory_mb!r} is out of range "
                 f"{limits.memory_min_mb}-{limits.memory_max_mb}"
             )
-        if not isinstance(self.timeout_s, int) or not (
+        if not _is_int(self.timeout_s) or not (
             limits.timeout_min_s <= self.timeout_s <= limits.timeout_max_s
         ):
             raise InvalidParameterError(
                 f"timeout_s={self.timeout_s!r} is out of range "
                 f"{limits.timeout_min_s}-{limits.timeout_max_s}"
             )
+        if not isinstance(self.environment, Mapping):
+            raise InvalidParameterError(
+                f"environment must be an object of names to strings, not {self.environment!r}"
+            )
+        if not isinstance(self.description, str):
+            raise InvalidParameterError(f"description must be a string, not {self.description!r}")
         size = 0
         for key, value in self.environment.items():
             if not isinstance(key, str) or not ENV_KEY_RE.match(key):
@@ -106,7 +113,7 @@ class FunctionConfig:
         if len(self.description) > 256:
             raise InvalidParameterError("description is longer than 256 characters")
         rc = self.reserved_concurrency
-        if rc is not None and (not isinstance(rc, int) or rc < 0 or rc > 1000):
+        if rc is not None and (not _is_int(rc) or rc < 0 or rc > 1000):
             raise InvalidParameterError(f"reserved_concurrency={rc!r} is out of range 0-1000")
         return self
 
@@ -121,7 +128,11 @@ class FunctionConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FunctionConfig:
+    def from_dict(cls, data: Mapping[str, Any], limits: Limits | None = None) -> FunctionConfig:
+        """Build from JSON-like data; missing sizes take ``limits``' defaults."""
+        limits = limits or Limits()
+        if not isinstance(data, Mapping):
+            raise InvalidParameterError("configuration must be an object")
         known = {"handler", "memory_mb", "timeout_s", "environment", "description",
                  "reserved_concurrency"}
         unknown = set(data) - known
@@ -129,11 +140,16 @@ class FunctionConfig:
             raise InvalidParameterError(f"unknown configuration fields: {sorted(unknown)}")
         if "handler" not in data:
             raise InvalidParameterError("handler is required")
+        environment = data.get("environment") or {}
+        if not isinstance(environment, Mapping):
+            raise InvalidParameterError(
+                f"environment must be an object of names to strings, not {environment!r}"
+            )
         return cls(
             handler=data["handler"],
-            memory_mb=data.get("memory_mb", 128),
-            timeout_s=data.get("timeout_s", 3),
-            environment=dict(data.get("environment") or {}),
+            memory_mb=data.get("memory_mb", limits.memory_default_mb),
+            timeout_s=data.get("timeout_s", limits.timeout_default_s),
+            environment=dict(environment),
             description=data.get("description") or "",
             reserved_concurrency=data.get("reserved_concurrency"),
         )
@@ -150,27 +166,33 @@ class FunctionVersion:
     config: FunctionConfig
     created_at: float
     requirements_sha256: str | None = None
+    #: Where the dependency layer's requirements came from: "package" (its
+    #: requirements.txt, replaced with the code) or "config" (given explicitly, kept
+    #: across code updates until given again).
+    requirements_source: str | None = None
     version_description: str = ""
 
     @cached_property
     def content_sha256(self) -> str:
-        """Hash of what runs: code, dependency layer and configuration. Publishing an
-        unchanged ``$LATEST`` is detected by comparing it."""
-        blob = json.dumps(
-            [self.code_sha256, self.layer_sha256, self.config.to_dict()], sort_keys=True
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()
+        """Hash of what a version snapshots: code, dependency layer and configuration
+        (reserved concurrency excluded: it belongs to the function, not a version).
+        Publishing an unchanged ``$LATEST`` is detected by comparing it."""
+        config = self.config.to_dict()
+        del config["reserved_concurrency"]
+        return _sha([self.code_sha256, self.layer_sha256, config])
 
     @cached_property
     def revision(self) -> str:
-        """Identity of a sandbox pool: content plus version number.
+        """Identity of a sandbox pool: what a running sandbox depends on (code, layer,
+        handler, memory, timeout, environment) plus the version number.
 
-        Sandboxes are pooled per revision, so an update of ``$LATEST`` never reuses a
-        sandbox that holds the old code or configuration, and a version's sandboxes
-        report their own version number.
+        An update of ``$LATEST`` that changes any of these never reuses a sandbox that
+        holds the old code or configuration; one that changes only the description or
+        reserved concurrency keeps the warm sandboxes.
         """
-        blob = f"{self.content_sha256}:{self.version}"
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        config = self.config.to_dict()
+        del config["reserved_concurrency"], config["description"]
+        return _sha([self.code_sha256, self.layer_sha256, config, self.version])[:16]
 
     @property
     def arn(self) -> str:
@@ -183,12 +205,21 @@ class FunctionVersion:
             "code_sha256": self.code_sha256,
             "layer_sha256": self.layer_sha256,
             "requirements_sha256": self.requirements_sha256,
+            "requirements_source": self.requirements_source,
             "version_description": self.version_description,
             "revision": self.revision,
             "created_at": self.created_at,
             "arn": self.arn,
             **self.config.to_dict(),
         }
+
+
+def _sha(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def function_arn(function: str, qualifier: str | None = None) -> str:

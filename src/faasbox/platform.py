@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from faasbox.observe.logs import LogStore
 from faasbox.observe.records import RecordWriter
 from faasbox.registry.functions import Registry, split_qualified
 from faasbox.registry.layers import LayerBuilder
-from faasbox.registry.packages import PackageStore
+from faasbox.registry.packages import PackageStore, remove_tree
 from faasbox.runtime.node import Node
 from faasbox.sdk import Client
 from faasbox.stores.sql import SqlStateStore
@@ -60,6 +59,9 @@ class Platform:
 
     def _retire(self, function: str, live: frozenset[str]) -> None:
         self.node.retire(function, keep_revisions=live)
+        self.invoker.forget(function)
+        if not live:  # deleted: its log file stays, its handle goes
+            self.logs.forget(function)
 
     def client(self) -> LocalClient:
         return LocalClient(self)
@@ -69,7 +71,8 @@ class Platform:
             return
         self._closed = True
         try:
-            self.node.close()
+            self.node.close()  # busy calls end now (their sandboxes are killed) ...
+            self.invoker.drain()  # ... and are logged and recorded before the stores close
         finally:
             self.records.close()
             self.logs.close()
@@ -107,7 +110,7 @@ def _clear_leftovers(layout: Layout) -> None:
     for parent in (layout.staging, layout.sandboxes):
         for entry in parent.iterdir():
             if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
+                remove_tree(entry)
             else:
                 entry.unlink(missing_ok=True)
 

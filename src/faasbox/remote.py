@@ -11,18 +11,21 @@ import base64
 import io
 import os
 import re
+import stat
 import zipfile
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 from urllib.parse import quote, urlsplit
 
 import httpx
 import orjson
 
 from faasbox import errors
+from faasbox.config import Limits
 from faasbox.model import InvocationRecord, InvokeResult
+from faasbox.registry.packages import Stage, fill_from_folder
 from faasbox.sdk import Client
 
 #: Long enough for the longest function timeout (900 s) and a dependency build.
@@ -32,7 +35,6 @@ START_HINT = "start one with `faasbox up` or `make run`, or set FAASBOX_ENDPOINT
 _JSON = {"content-type": "application/json"}
 _JSON_TAIL = {"content-type": "application/json", "x-amz-log-type": "Tail"}
 _NOT_FOUND_RE = re.compile(r"^(\w+) not found: (.+)$")
-_SKIP_DIRS = frozenset({"__pycache__"})
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -271,7 +273,14 @@ def _not_found(message: str) -> errors.NotFoundError:
 
 def package(path: str | Path) -> bytes:
     """The deployment package at ``path``: a zip file's bytes, or a folder zipped in
-    memory (without ``__pycache__`` and ``.pyc``; same files give the same bytes)."""
+    memory (without ``__pycache__`` and ``.pyc``; same files give the same bytes).
+
+    A folder is read by the same walker as a local deploy
+    (:mod:`faasbox.registry.packages`), so it is held to the same rules: a symlink is
+    stored as a zip symlink entry with its in-package relative target (the server's
+    extraction judges it again), never followed; one that leads out of the folder, and
+    any special file, is refused with :class:`InvalidPackageError` naming the entry
+    before anything is sent."""
     root = Path(path)
     if root.is_file():
         return root.read_bytes()
@@ -279,14 +288,38 @@ def package(path: str | Path) -> bytes:
         raise errors.InvalidParameterError(f"{path}: no such folder or zip file")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
-            for file in sorted(files):
-                if file.endswith(".pyc"):
-                    continue
-                full = Path(folder, file)
-                info = zipfile.ZipInfo(full.relative_to(root).as_posix(), _ZIP_EPOCH)
-                info.external_attr = (full.stat().st_mode & 0o777) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, full.read_bytes())
+        try:
+            fill_from_folder(_ZipSink(archive), root)
+        except OSError as exc:
+            raise errors.InvalidPackageError(
+                f"cannot read package folder entry {exc.filename!r}: {exc.strerror or exc}"
+            ) from exc
     return buffer.getvalue()
+
+
+class _ZipSink(Stage):
+    """The package walker's sink that writes zip entries instead of files on disk.
+
+    Limits are left to the server, which knows its own."""
+
+    def __init__(self, archive: zipfile.ZipFile) -> None:
+        super().__init__(root="", limits=Limits())
+        self.archive = archive
+
+    def _put(self, name: str, mode: int, data: bytes) -> None:
+        info = zipfile.ZipInfo(name, _ZIP_EPOCH)
+        info.external_attr = mode << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        self.archive.writestr(info, data)
+
+    def add_dir(self, parts: tuple[str, ...], label: str) -> None:
+        self._put("/".join(parts) + "/", stat.S_IFDIR | 0o755, b"")
+
+    def add_file(
+        self, parts: tuple[str, ...], src: IO[bytes], executable: bool, label: str,
+        max_bytes: int | None = None,
+    ) -> None:
+        self._put("/".join(parts), stat.S_IFREG | (0o755 if executable else 0o644), src.read())
+
+    def add_link(self, parts: tuple[str, ...], target: str, label: str) -> None:
+        self._put("/".join(parts), stat.S_IFLNK | 0o777, os.fsencode(target))

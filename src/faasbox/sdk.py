@@ -37,7 +37,9 @@ class Client(abc.ABC):
         """Create the function or update its ``$LATEST`` code and configuration.
 
         ``path`` is a folder or a zip file (or give ``zip_bytes``). ``requirements`` is the
-        text of a requirements.txt; without it, one inside the package is used. Settings
+        text of a requirements.txt, kept across later code updates until given again
+        (``""`` removes it); without it, the package's own requirements.txt is used and
+        goes with that package. Settings
         left as None keep their current value (or the default on creation; ``handler`` is
         required on creation). Returns ``$LATEST`` (or the new version with ``publish``).
         Raises InvalidParameterError, InvalidPackageError, DependencyBuildError; on any
@@ -47,7 +49,8 @@ class Client(abc.ABC):
     @abc.abstractmethod
     def update_config(self, name: str, **changes: Any) -> dict[str, Any]:
         """Change configuration fields of ``$LATEST`` (handler, memory_mb, timeout_s,
-        environment, description, reserved_concurrency). Returns ``$LATEST``."""
+        environment, description, reserved_concurrency, requirements). Returns
+        ``$LATEST``. Concurrent changes merge: each keeps the fields it did not touch."""
 
     @abc.abstractmethod
     def publish(self, name: str, description: str = "") -> dict[str, Any]:

@@ -64,14 +64,19 @@ class Server:
         return self.output.read_text(errors="replace")
 
 
-def start_server(home: Path, *extra: str) -> Server:
+def start_server(home: Path, *extra: str, endpoint_env: bool = True) -> Server:
+    """``faasbox up`` on a free port; ``endpoint_env=False`` leaves FAASBOX_ENDPOINT out
+    of its environment (the server derives its endpoint from its host and port)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     output = home.with_suffix(".out")
+    env = cli_env(url, home)
+    if not endpoint_env:
+        del env["FAASBOX_ENDPOINT"]
     with output.open("wb") as sink:
         process = subprocess.Popen(
             [*FAASBOX, "up", "--port", str(port), "--home", str(home), *extra],
-            stdout=sink, stderr=subprocess.STDOUT, env=cli_env(url, home), cwd=REPO,
+            stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=REPO,
         )
     server = Server(url=url, home=home, process=process, output=output)
     deadline = time.monotonic() + 30

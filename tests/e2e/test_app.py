@@ -4,6 +4,8 @@ the thin edges that need no second process."""
 from __future__ import annotations
 
 import base64
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from tests.e2e.conftest import EXAMPLES
 from faasbox.config import Limits, Settings
 from faasbox.platform import Platform
 from faasbox.server.app import create_app, deploy_examples
+from faasbox.server.invoke import InvocationSlots
 from faasbox.server.manifest import Manifest, find
 
 with warnings.catch_warnings():  # starlette's notice about a future httpx; not ours
@@ -102,3 +105,76 @@ def test_manifest_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a valid JSON manifest"):
         Manifest.load(tmp_path)
     assert Manifest.load(tmp_path / "missing") is None
+
+
+GATE_SOURCE = """\
+import os, time
+def handler(event, context):
+    if not event.get("block"):
+        return "quick"
+    open(os.path.join(event["dir"], context.aws_request_id), "w").close()
+    release = os.path.join(event["dir"], "release")
+    while not os.path.exists(release):
+        time.sleep(0.01)
+    return "released"
+"""
+
+
+def _wait_for(predicate, what: str, limit_s: float = 60) -> None:
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_full_invocation_slots_answer_429_at_once_and_other_routes_answer(
+    tmp_path: Path,
+) -> None:
+    """Invocations have slots of their own: the (N+1)th concurrent call is refused at
+    once (not queued behind the others) and listing functions still answers."""
+    settings = Settings.from_env({}, home=tmp_path / "home")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "gate.py").write_text(GATE_SOURCE)
+    with Platform(settings) as platform:
+        client = platform.client()
+        client.deploy("gate", code, handler="gate.handler", timeout_s=120)
+        app = create_app(client, invocation_slots=2)
+        slots: InvocationSlots = app.state.invocation_slots
+        assert slots.size == 2
+        with TestClient(app, raise_server_exceptions=False) as api:
+            answers: list[tuple[int, str]] = []
+
+            def blocked_call() -> None:
+                answer = api.post("/v1/functions/gate/invoke",
+                                  json={"block": True, "dir": str(gate)})
+                answers.append((answer.status_code, answer.text))
+
+            callers = [threading.Thread(target=blocked_call) for _ in range(2)]
+            try:
+                for caller in callers:
+                    caller.start()
+                _wait_for(lambda: len(list(gate.iterdir())) == 2, "two running calls")
+                assert slots.in_use == 2
+                extra = api.post("/v1/functions/gate/invoke", json={"block": False})
+                assert extra.status_code == 429, extra.text
+                assert extra.json()["errorType"] == "TooManyRequestsException"
+                assert "2 concurrent invocations are in use" in extra.json()["errorMessage"]
+                listed = api.get("/v1/functions")
+                assert [fn["function"] for fn in listed.json()["functions"]] == ["gate"]
+                assert api.get("/v1/functions/gate/logs").status_code == 200
+            finally:
+                (gate / "release").touch()
+                for caller in callers:
+                    caller.join(timeout=120)
+            assert answers == [(200, '"released"')] * 2
+            assert slots.in_use == 0
+            again = api.post("/v1/functions/gate/invoke", json={"block": False})
+            assert again.status_code == 200 and again.json() == "quick"
+
+
+def test_invocation_slots_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        InvocationSlots(0)

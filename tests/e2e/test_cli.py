@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import time
 from pathlib import Path
 
-from tests.e2e.conftest import EXAMPLES, FAASBOX, REPO, Server, cli_env, free_port
+from tests.e2e.conftest import (
+    EXAMPLES,
+    FAASBOX,
+    REPO,
+    Server,
+    cli_env,
+    free_port,
+    start_server,
+    stop_server,
+)
 
 
 def _json(done: subprocess.CompletedProcess[str]):
@@ -163,3 +174,78 @@ def test_doctor_runs_without_a_server(tmp_path: Path) -> None:
     table = subprocess.run([*FAASBOX, "doctor"], env=env, capture_output=True, text=True,
                            timeout=30)
     assert table.returncode == 0 and "Isolation" in table.stdout
+
+
+ENDPOINT_SOURCE = (
+    "import os\n"
+    "def handler(event, context):\n"
+    "    return os.environ['FAASBOX_ENDPOINT']\n"
+)
+
+
+def test_functions_see_the_servers_own_endpoint(tmp_path: Path) -> None:
+    """`faasbox up --port N` without FAASBOX_ENDPOINT: sandboxes get the URL it serves."""
+    running = start_server(tmp_path / "home", endpoint_env=False)
+    try:
+        code = tmp_path / "code"
+        code.mkdir()
+        (code / "ep.py").write_text(ENDPOINT_SOURCE)
+        running.cli("deploy", str(code), "--name", "ep", "--handler", "ep.handler")
+        done = running.cli("invoke", "ep")
+        assert json.loads(done.stdout) == running.url
+    finally:
+        assert stop_server(running) == 0, running.log()
+
+
+def test_up_on_port_0_gives_functions_the_port_it_picked(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = cli_env("", home)
+    del env["FAASBOX_ENDPOINT"]
+    output = tmp_path / "up.out"
+    with output.open("wb") as sink:
+        process = subprocess.Popen([*FAASBOX, "up", "--port", "0", "--home", str(home)],
+                                   stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    running = Server(url="", home=home, process=process, output=output)
+    try:
+        deadline = time.monotonic() + 30
+        while (found := re.search(r"serving (http://\S+)", running.log())) is None:
+            assert process.poll() is None and time.monotonic() < deadline, running.log()
+            time.sleep(0.05)
+        running.url = found.group(1)
+        assert not running.url.endswith(":0")
+        code = tmp_path / "code"
+        code.mkdir()
+        (code / "ep.py").write_text(ENDPOINT_SOURCE)
+        running.cli("deploy", str(code), "--name", "ep", "--handler", "ep.handler")
+        assert json.loads(running.cli("invoke", "ep").stdout) == running.url
+    finally:
+        assert stop_server(running) == 0, running.log()
+
+
+def test_show_lists_each_versions_own_description(server: Server) -> None:
+    server.cli("deploy", str(EXAMPLES / "hello"), "--name", "described",
+               "--description", "config-text")
+    version = _json(server.cli("publish", "described", "--description", "version-text",
+                               "--json"))["version"]
+    shown = server.cli("show", "described").stdout
+    fields, _, versions = shown.partition("Versions")
+    assert "config-text" in fields
+    row = next(line for line in versions.splitlines() if line.strip().startswith(version))
+    assert "version-text" in row and "config-text" not in row, versions
+
+
+def test_cli_deploy_refuses_a_symlink_leaving_the_folder(server: Server, tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.txt").write_text("top secret")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "ep.py").write_text(ENDPOINT_SOURCE)
+    (code / "same.py").symlink_to("ep.py")
+    server.cli("deploy", str(code), "--name", "linkcli", "--handler", "same.handler")
+    before = _json(server.cli("show", "linkcli", "--json"))
+    (code / "leak.txt").symlink_to("../outside/secret.txt")
+    done = server.cli("deploy", str(code), "--name", "linkcli", check=False)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "InvalidPackageException: unsafe package entry 'leak.txt'" in done.stderr
+    assert "points outside the package" in done.stderr and "Traceback" not in done.stderr
+    assert _json(server.cli("show", "linkcli", "--json")) == before

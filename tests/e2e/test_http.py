@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import socket
+import stat
 import time
 import zipfile
 from pathlib import Path
@@ -72,6 +74,8 @@ def test_config_only_update_and_patch(http: httpx.Client, remote: RemoteClient) 
     patched = http.patch("/v1/functions/cfg/config", json={"memory_mb": 512})
     assert patched.status_code == 200 and patched.json()["memory_mb"] == 512
     assert remote.update_config("cfg", description="d")["description"] == "d"
+    cleared = http.patch("/v1/functions/cfg/config", json={"requirements": ""})
+    assert cleared.status_code == 200 and cleared.json()["requirements_source"] is None
     assert remote.invoke("cfg", {"name": "cfg"}).json() == {"message": "Hello, cfg!"}
     assert http.delete("/v1/functions/cfg").status_code == 204
     with pytest.raises(errors.FunctionNotFoundError):
@@ -147,7 +151,7 @@ ERROR_CASES = [
      "InvalidParameterValueException"),
     ("POST", "/v1/functions/hello", {"zip_base64": base64.b64encode(b"not a zip").decode()},
      400, "InvalidPackageException"),
-    ("POST", "/v1/functions/newfn", {"memory_mb": 256}, 400, "InvalidParameterValueException"),
+    ("POST", "/v1/functions/newfn", {"memory_mb": 256}, 404, "ResourceNotFoundException"),
     ("PATCH", "/v1/functions/hello/config", {"environment": {"AWS_REGION": "x"}}, 400,
      "InvalidParameterValueException"),
     ("POST", "/v1/functions/hello/invoke", b"{not json", 400, "InvalidParameterValueException"),
@@ -230,3 +234,102 @@ def test_unreachable_server_raises_server_unavailable() -> None:
     with RemoteClient(url) as client, pytest.raises(errors.ServerUnavailableError) as info:
         client.list_functions()
     assert "faasbox up" in str(info.value) and url in str(info.value)
+
+
+LINKED_SOURCE = (
+    "from pathlib import Path\n"
+    "import alias\n"
+    "def handler(event, context):\n"
+    "    return {'via_alias': alias.__name__, 'data': Path('data/a.txt').read_text(),\n"
+    "            'linked': Path(alias.__file__).is_symlink()}\n"
+)
+
+
+def _linked_folder(tmp_path: Path) -> Path:
+    """A function folder with symlinks that stay inside it, next to a secret outside."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.txt").write_text("top secret")
+    folder = tmp_path / "fn"
+    (folder / "real").mkdir(parents=True)
+    (folder / "real" / "a.txt").write_text("inside")
+    (folder / "app.py").write_text(LINKED_SOURCE)
+    (folder / "alias.py").symlink_to("app.py")
+    (folder / "data").symlink_to("real", target_is_directory=True)
+    return folder
+
+
+def test_remote_deploy_keeps_inside_symlinks_as_links(
+    remote: RemoteClient, tmp_path: Path
+) -> None:
+    folder = _linked_folder(tmp_path)
+    entries = {i.filename: i for i in zipfile.ZipFile(io.BytesIO(package(folder))).infolist()}
+    for name, target in (("alias.py", b"app.py"), ("data", b"real")):
+        assert stat.S_ISLNK(entries[name].external_attr >> 16), name
+        assert zipfile.ZipFile(io.BytesIO(package(folder))).read(name) == target
+    remote.deploy("linked", folder, handler="app.handler")
+    answer = remote.invoke("linked").json()
+    assert answer == {"via_alias": "alias", "data": "inside", "linked": True}
+
+
+@pytest.mark.parametrize(
+    "entry, target",
+    [("leak.txt", "../outside/secret.txt"), ("leakdir", "../outside"),
+     ("dangling", "../nowhere"), ("absolute", "/etc/passwd")],
+)
+def test_remote_deploy_refuses_a_symlink_leaving_the_folder(
+    remote: RemoteClient, tmp_path: Path, entry: str, target: str
+) -> None:
+    folder = _linked_folder(tmp_path)
+    remote.deploy("leaky", folder, handler="app.handler")
+    before = _snapshot(remote)
+    (folder / entry).symlink_to(target)
+    with pytest.raises(errors.InvalidPackageError) as refused:
+        remote.deploy("leaky", folder, handler="app.handler")
+    assert f"unsafe package entry {entry!r}" in str(refused.value)
+    assert "points outside the package" in str(refused.value)
+    assert "top secret" not in str(refused.value)
+    with pytest.raises(errors.InvalidPackageError):
+        remote.deploy("leaky-new", folder, handler="app.handler")
+    assert _snapshot(remote) == before
+
+
+def test_remote_deploy_refuses_special_files(remote: RemoteClient, tmp_path: Path) -> None:
+    folder = _linked_folder(tmp_path)
+    os.mkfifo(folder / "pipe")
+    with pytest.raises(errors.InvalidPackageError, match="'pipe': not a regular file"):
+        remote.deploy("fifo", folder, handler="app.handler")
+    with pytest.raises(errors.FunctionNotFoundError):
+        remote.get_function("fifo")
+
+
+def test_server_judges_symlink_entries_of_an_uploaded_zip(
+    http: httpx.Client, remote: RemoteClient
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def handler(e, c):\n    return 1\n")
+        link = zipfile.ZipInfo("escape")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(link, "../../outside")
+    body = {"zip_base64": base64.b64encode(buffer.getvalue()).decode(), "handler": "app.handler"}
+    answer = http.post("/v1/functions/zipescape", json=body)
+    assert answer.status_code == 400 and answer.json()["errorType"] == "InvalidPackageException"
+    assert "'escape'" in answer.json()["errorMessage"]
+    with pytest.raises(errors.FunctionNotFoundError):
+        remote.get_function("zipescape")
+
+
+def test_publish_answers_201_for_a_new_version_and_200_for_an_unchanged_latest(
+    http: httpx.Client, remote: RemoteClient
+) -> None:
+    remote.deploy("pub", EXAMPLES / "hello", handler="app.handler")
+    first = http.post("/v1/functions/pub/versions", json={"description": "one"})
+    assert first.status_code == 201, first.text
+    again = http.post("/v1/functions/pub/versions", json={"description": "two"})
+    assert again.status_code == 200, again.text
+    assert again.json()["version"] == first.json()["version"]
+    assert again.json()["version_description"] == "one"
+    remote.update_config("pub", memory_mb=256)
+    second = http.post("/v1/functions/pub/versions")
+    assert second.status_code == 201 and second.json()["version"] != first.json()["version"]
+    assert http.post("/v1/functions/nosuch/versions").status_code == 404

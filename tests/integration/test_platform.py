@@ -20,6 +20,7 @@ from faasbox.errors import (
     InvalidPackageError,
     InvalidParameterError,
     PayloadTooLargeError,
+    TooManyRequestsError,
     VersionNotFoundError,
 )
 from faasbox.model import Status
@@ -245,3 +246,82 @@ def test_one_control_plane_per_home(make_platform) -> None:
     make_platform()
     with pytest.raises(ConflictError, match="in use by pid"):
         make_platform()
+
+
+def test_a_slow_deploy_keeps_a_config_change_made_meanwhile(client, tmp_path) -> None:
+    deploy_hello(client, tmp_path)
+    errors: list[BaseException] = []
+
+    def slow_deploy() -> None:  # pip runs (~1 s) before the deploy's write
+        try:
+            client.deploy("hello", tmp_path / "hello", requirements="--no-index\n")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    deployer = threading.Thread(target=slow_deploy)
+    deployer.start()
+    time.sleep(0.2)
+    client.update_config("hello", memory_mb=512)
+    deployer.join()
+    assert errors == []
+    final = client.get_function("hello")
+    assert final["memory_mb"] == 512 and final["layer_sha256"] is not None
+
+
+def test_explicit_requirements_stay_across_code_updates(client, tmp_path) -> None:
+    deploy_hello(client, tmp_path, requirements="--no-index\n")
+    layer = client.get_function("hello")["layer_sha256"]
+    assert layer is not None
+    client.deploy("hello", write_function(tmp_path / "v2", HELLO))  # no requirements.txt
+    assert client.get_function("hello")["layer_sha256"] == layer
+    with_own = write_function(tmp_path / "v3", HELLO)
+    (with_own / "requirements.txt").write_text("--no-index\n--prefer-binary\n")
+    client.deploy("hello", with_own)
+    own = client.get_function("hello")
+    assert own["layer_sha256"] not in (None, layer) and own["requirements_source"] == "package"
+    client.deploy("hello", write_function(tmp_path / "v4", HELLO))
+    assert client.get_function("hello")["layer_sha256"] is None  # went with its package
+    assert client.invoke("hello").function_error is None
+
+
+def test_version_numbers_are_canonical(client, tmp_path) -> None:
+    deploy_hello(client, tmp_path)
+    client.publish("hello")
+    for bad in ("0", "01"):
+        with pytest.raises(VersionNotFoundError):
+            client.invoke(f"hello:{bad}")
+        with pytest.raises(InvalidParameterError):
+            client.set_alias("hello", "live", bad)
+
+
+def test_throttled_and_failed_calls_are_recorded_with_the_reason(make_platform, tmp_path):
+    client = make_platform().client()
+    deploy_hello(client, tmp_path, reserved_concurrency=0)
+    with pytest.raises(TooManyRequestsError):
+        client.invoke("hello")
+    (record,) = client.records("hello")
+    assert record.status is Status.THROTTLED
+    assert "reserved concurrency of 0" in (record.error_message or "")
+
+
+def test_close_records_the_calls_it_cut_short(make_platform, tmp_path) -> None:
+    platform = make_platform(home=tmp_path / "h1")
+    client = platform.client()
+    folder = write_function(
+        tmp_path / "long", "import time\ndef handler(event, context):\n    time.sleep(30)\n"
+    )
+    client.deploy("long", folder, handler="app.handler", timeout_s=60)
+    results = []
+    caller = threading.Thread(target=lambda: results.append(client.invoke("long")))
+    caller.start()
+    deadline = time.time() + 10
+    while not any(s["state"] == "busy" for s in platform.node.stats()["sandboxes"]):
+        assert time.time() < deadline
+        time.sleep(0.01)
+    platform.close()
+    caller.join(10)
+    assert results and results[0].function_error == "Unhandled"
+    again = make_platform(home=tmp_path / "h1").client()
+    (record,) = again.records("long")
+    assert record.request_id == results[0].request_id
+    assert record.status in (Status.CRASH, Status.ERROR)

@@ -549,3 +549,178 @@ def test_doctor_reports_isolation_and_memory_enforcement(tmp_path: Path) -> None
     assert report["python"].startswith("3.")
     forced = doctor(Settings(home=tmp_path, memory_enforcement="rss-watch"))
     assert forced["memory_enforcement"] == "rss-watch"
+
+
+def test_a_call_that_resolved_a_retired_revision_runs_once_and_leaves_nothing(
+        node: Node, app: Path) -> None:
+    # The caller resolved "old" just before a deploy made "new" the only live revision.
+    node.retire("fn", frozenset({"new"}))
+    late = call(node, make_spec(app, revision="old"), {})
+    assert late.status is Status.SUCCESS
+    assert gone(late.sandbox_pid) and node.stats()["sandboxes"] == []
+    new = call(node, make_spec(app, revision="new"), {})
+    assert [sb["pid"] for sb in node.stats()["sandboxes"]] == [new.sandbox_pid]  # kept warm
+    # ... and after a delete, a call that resolved before it does not keep a sandbox.
+    node.retire("fn")
+    assert gone(new.sandbox_pid)
+    after_delete = call(node, make_spec(app, revision="new"), {})
+    assert after_delete.status is Status.SUCCESS
+    assert gone(after_delete.sandbox_pid) and node.stats()["sandboxes"] == []
+
+
+def test_a_call_that_ran_ahead_of_its_revision_going_live_keeps_its_sandbox(
+        node: Node, app: Path, tmp_path: Path) -> None:
+    # A deploy stored revision "b" and a call resolved it before the node heard of it.
+    node.retire("fn", frozenset({"a"}))
+    release = tmp_path / "release"
+    busy = _hold_busy(node, make_spec(app, revision="b"), release)
+    pid = node.stats()["sandboxes"][0]["pid"]
+    node.retire("fn", frozenset({"a", "b"}))  # ... now it did
+    release.touch()
+    busy.join()
+    assert [sb["pid"] for sb in node.stats()["sandboxes"]] == [pid]  # kept warm
+
+
+def test_a_deleted_function_is_forgotten_once_nothing_of_it_remains(tmp_path: Path,
+                                                                    app: Path) -> None:
+    settings = Settings(home=tmp_path / "home", keep_alive_s=0.2, capacity_mb=1024)
+    with Node(settings, Layout(settings.home)) as node:
+        node.retire("kept", frozenset({"kept-r1"}))
+        node.retire("fn")
+        assert call(node, make_spec(app), {}).status is Status.SUCCESS
+        deadline = time.monotonic() + 5
+        while "fn" in node._live_revisions:
+            assert time.monotonic() < deadline, node._live_revisions
+            time.sleep(0.02)
+        assert set(node._live_revisions) == {"kept"}  # a live function is remembered
+
+
+def test_a_sandbox_that_died_while_idle_is_not_handed_out(node: Node, app: Path,
+                                                          tmp_path: Path) -> None:
+    spec = make_spec(app)
+    release = tmp_path / "release"
+    busy = _hold_busy(node, spec, release)
+    other = call(node, spec, {})  # a second sandbox, idle from now
+    release.touch()
+    busy.join()
+    idle = [sb["pid"] for sb in sorted(node.stats()["sandboxes"], key=lambda sb: sb["idle_s"])]
+    assert len(idle) == 2 and other.sandbox_pid in idle
+    os.kill(idle[0], signal.SIGKILL)  # the one the next call would reuse first
+    assert gone(idle[0])
+    warm = call(node, spec, {})  # the dead one is dropped, the other one serves
+    assert warm.status is Status.SUCCESS, warm
+    assert warm.sandbox_pid == idle[1] and not warm.cold
+    os.kill(warm.sandbox_pid, signal.SIGKILL)
+    assert gone(warm.sandbox_pid)
+    cold = call(node, spec, {})  # none left alive: a cold start
+    assert cold.status is Status.SUCCESS, cold
+    assert cold.cold and cold.sandbox_pid not in idle
+    assert [sb["pid"] for sb in node.stats()["sandboxes"]] == [cold.sandbox_pid]
+    assert node.stats()["used_mb"] == 128
+
+
+def test_a_throttled_cold_start_leaves_no_empty_pool(tmp_path: Path, app: Path) -> None:
+    settings = Settings(home=tmp_path / "home", capacity_mb=128, keep_alive_s=30)
+    release = tmp_path / "release"
+    with Node(settings, Layout(settings.home)) as node:
+        busy = _hold_busy(node, make_spec(app, "busy"), release)
+        try:
+            for i in range(3):
+                with pytest.raises(TooManyRequestsError, match="capacity"):
+                    call(node, make_spec(app, f"throttled-{i}"), {})
+            assert list(node._pools) == [("busy", "busy-r1")]
+        finally:
+            release.touch()
+            busy.join()
+
+
+FORKER = """
+import os, time
+
+def handler(event, context):
+    pids, errors = [], []
+    for _ in range(event["n"]):
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            errors.append(str(exc))
+            continue
+        if pid == 0:
+            time.sleep(0.2)
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    return {"forked": len(pids), "errors": errors}
+"""
+
+NON_ROOT_NODE = """
+import json, sys
+from pathlib import Path
+from faasbox.config import Settings
+from faasbox.layout import Layout
+from faasbox.runtime.node import Node
+from faasbox.runtime.spec import SandboxSpec
+
+home = Path(sys.argv[1])
+settings = Settings(home=home / "home", max_processes=8, memory_enforcement="rss-watch")
+spec = SandboxSpec(function="fn", version="$LATEST", revision="r1", handler="app.handler",
+                   code_dir=home / "code", layer_dir=None, memory_mb=128, timeout_s=10.0)
+with Node(settings, Layout(settings.home)) as node:
+    outcome = node.invoke(spec, b'{"n": 4}', request_id="r", invoked_function_arn="arn")
+print(json.dumps({"status": outcome.status.value, "payload": json.loads(outcome.payload)}))
+"""
+
+
+def test_max_processes_counts_on_top_of_what_the_user_already_runs() -> None:
+    # RLIMIT_NPROC counts all tasks of the user: the control plane's own threads, the
+    # zygote and the spares already pass max_processes=8, yet the handler may fork 4.
+    # As root (not limited at all) the node runs as nobody to exercise the limit.
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="faasbox-nproc-"))
+    try:
+        write_code(home / "code", {"app.py": FORKER})
+        user, python, env = None, sys.executable, dict(os.environ)
+        if os.geteuid() == 0:
+            user = 65534
+            for path in (home, home / "code", home / "code" / "app.py"):
+                os.chown(path, user, user)
+            # This interpreter may sit in root's home; nobody needs one it can run.
+            python = _interpreter_for(user, env)
+        run = subprocess.run([python, "-c", NON_ROOT_NODE, str(home)], user=user,
+                             group=user, extra_groups=[] if user else None, env=env,
+                             capture_output=True, text=True, timeout=60, cwd=home)
+        assert run.returncode == 0, run.stderr
+        result = json.loads(run.stdout.splitlines()[-1])
+        assert result == {"status": "success", "payload": {"forked": 4, "errors": []}}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _interpreter_for(user: int, env: dict[str, str]) -> str:
+    """An interpreter of this Python version that ``user`` can run with faasbox and its
+    dependencies on PYTHONPATH (set in ``env``)."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    import faasbox
+
+    src = str(Path(faasbox.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([src, sysconfig.get_paths()["purelib"]])
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for python in (sys.executable, os.path.realpath(sys.executable),
+                   f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
+        try:
+            probe = subprocess.run([python, "-c", "import faasbox.runtime.node"], user=user,
+                                   group=user, extra_groups=[], env=env, cwd="/",
+                                   capture_output=True, timeout=30)
+        except OSError:
+            continue
+        if probe.returncode == 0:
+            return python
+    raise AssertionError(f"no Python {version} that uid {user} may run (to test RLIMIT_NPROC)")

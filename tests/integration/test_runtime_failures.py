@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,18 @@ def handler(event, context):
         hog = b"x" * (400 << 20)
         time.sleep(event.get("hold", 5))
         return len(hog)
+    if do == "child-allocate":
+        subprocess.run([sys.executable, "-c", "import time; hog = b'x' * (400 << 20); "
+                        "print('child allocated', flush=True); time.sleep(60)"])
+        return "the child survived"
+    if do == "fork-share":
+        shared = b"x" * (80 << 20)  # in the parent and, copy-on-write, the child
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(0.5)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        return len(shared)
     if do == "exit":
         os._exit(3)
     if do == "exit0":
@@ -136,6 +149,21 @@ def test_out_of_memory_with_the_rss_watch(tmp_path: Path, spec: SandboxSpec) -> 
         assert outcome.error_type == "Runtime.OutOfMemory"
         assert "signal: killed (memory limit of 128 MB exceeded" in (outcome.error_message or "")
         assert_fresh_sandbox_next(node, spec, outcome)
+
+
+def test_the_rss_watch_counts_the_handlers_child_processes(tmp_path: Path,
+                                                           spec: SandboxSpec) -> None:
+    spec = replace(spec, timeout_s=5.0)
+    with make_node(tmp_path, memory_enforcement="rss-watch") as node:
+        outcome = call(node, spec, {"do": "child-allocate"})
+        assert outcome.status is Status.OOM, outcome
+        assert outcome.error_type == "Runtime.OutOfMemory"
+        assert outcome.max_memory_used_mb >= 128
+        assert_fresh_sandbox_next(node, spec, outcome)
+        # Pages a forked child still shares with its parent count once, not twice.
+        shared = call(node, spec, {"do": "fork-share"})
+        assert shared.status is Status.SUCCESS, shared
+        assert 80 <= shared.max_memory_used_mb < 128
 
 
 def test_memory_within_the_limit_is_fine(node: Node, spec: SandboxSpec) -> None:

@@ -77,3 +77,40 @@ def test_settings_read_the_environment_and_overrides_win(tmp_path) -> None:
     assert Settings.from_env(env, port=1234).port == 1234
     with pytest.raises(ValueError, match="FAASBOX_PORT"):
         Settings.from_env({"FAASBOX_PORT": "abc"})
+
+
+def test_endpoint_follows_host_and_port_unless_given() -> None:
+    assert Settings.from_env({}, port=9000).endpoint == "http://127.0.0.1:9000"
+    assert Settings.from_env({"FAASBOX_HOST": "0.0.0.0"}).endpoint == "http://127.0.0.1:8642"
+    given = {"FAASBOX_ENDPOINT": "http://fb.example:1"}
+    assert Settings.from_env(given, port=9000).endpoint == "http://fb.example:1"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"timeout_s": True}, "timeout_s=True"),
+        ({"memory_mb": 256.0}, "memory_mb=256.0"),
+        ({"description": 5}, "description must be a string"),
+        ({"environment": ["x"]}, "environment must be an object"),
+    ],
+)
+def test_wrong_types_are_refused_with_the_field_named(changes: dict, message: str) -> None:
+    with pytest.raises(InvalidParameterError, match=message):
+        FunctionConfig.from_dict({"handler": "a.b", **changes}).validate(Limits())
+
+
+def test_operator_defaults_apply_to_new_functions() -> None:
+    limits = Limits(memory_default_mb=512, timeout_default_s=30)
+    config = FunctionConfig.from_dict({"handler": "a.b"}, limits)
+    assert (config.memory_mb, config.timeout_s) == (512, 30)
+
+
+def test_description_and_reserved_concurrency_keep_the_pool_revision() -> None:
+    base = FunctionVersion("f", "$LATEST", "a" * 64, None, FunctionConfig("a.b"), 0.0)
+    described = FunctionVersion(
+        "f", "$LATEST", "a" * 64, None,
+        FunctionConfig("a.b", description="new", reserved_concurrency=5), 0.0,
+    )
+    assert base.revision == described.revision  # warm sandboxes stay
+    assert base.content_sha256 != described.content_sha256  # publish sees the description

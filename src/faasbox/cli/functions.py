@@ -153,7 +153,7 @@ def show(
             if isinstance(item, dict):
                 listing.add_row(
                     str(item.get("version")), common.short(item.get("code_sha256")),
-                    item.get("description") or "", common.when(item.get("created_at")),
+                    item.get("version_description") or "", common.when(item.get("created_at")),
                 )
             else:
                 listing.add_row(str(item), "", "", "")

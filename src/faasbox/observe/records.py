@@ -13,6 +13,7 @@ Without this, a synchronous SQL commit per call was 60% of a warm invocation's t
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import replace
@@ -23,9 +24,13 @@ import orjson
 from faasbox.model import InvocationRecord
 from faasbox.stores.state import StateStore
 
+log = logging.getLogger(__name__)
+
 #: Empty the journal once everything in it is committed and it is this large.
 ROTATE_BYTES = 16 * 1024 * 1024
 BATCH = 512
+#: Longest wait between retries when the store refuses a batch.
+MAX_BACKOFF_S = 2.0
 #: The writer gathers records this long before a commit: one short burst of work per
 #: window instead of one per call, so it rarely holds the GIL when a reply arrives.
 COMMIT_WINDOW_S = 0.02
@@ -111,31 +116,39 @@ class RecordWriter:
             )
 
     def _run(self) -> None:
+        backoff = 0.0
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: bool(self._queue) or self._closed)
                 if not self._queue and self._closed:
                     return
-            if not self._closed:
+            if backoff:
+                self._hurry.wait(backoff)  # the store failed: retry, closing or not
+            elif not self._closed:
                 self._hurry.wait(COMMIT_WINDOW_S)
             self._hurry.clear()
             with self._cond:
-                batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+                batch = self._queue[:BATCH]
             try:
                 self._store.add_records(
                     [(replace(r, log_offset=o, log_length=n), f) for r, f, o, n in batch]
                 )
-            except BaseException as exc:  # keep the journal: recover() inserts them later
+            except Exception as exc:  # the journal keeps them: retry, recover() at worst
+                log.warning("invocation records not committed yet (%s); retrying", exc)
                 with self._cond:
                     self._error = exc
-                    self._committed += len(batch)
                     self._cond.notify_all()
+                    if self._closed and backoff >= MAX_BACKOFF_S:
+                        return  # give up at close: the next start recovers them
+                backoff = min(MAX_BACKOFF_S, max(0.05, backoff * 2))
                 continue
+            backoff = 0.0
             with self._cond:
+                del self._queue[: len(batch)]
                 self._committed += len(batch)
+                self._error = None
                 # Everything journaled is committed: the journal can start over.
-                if (self._committed == self._added and self._error is None
-                        and self._size > ROTATE_BYTES):
+                if self._committed == self._added and self._size > ROTATE_BYTES:
                     os.ftruncate(self._fd, 0)
                     self._size = 0
                 self._cond.notify_all()
@@ -150,6 +163,6 @@ class RecordWriter:
             self._cond.notify_all()
         self._thread.join(timeout=30)
         with self._cond:
-            if self._committed == self._added and self._error is None:
+            if self._committed == self._added:
                 os.ftruncate(self._fd, 0)
         os.close(self._fd)

@@ -20,6 +20,7 @@ from faasbox.config import Settings
 from faasbox.errors import FunctionNotFoundError, InvalidParameterError
 from faasbox.model import (
     LATEST,
+    VERSION_RE,
     Alias,
     FunctionConfig,
     FunctionVersion,
@@ -93,11 +94,18 @@ class Registry:
         requirements: str | None = None,
         **changes: Any,
     ) -> FunctionVersion:
-        """Create the function or update ``$LATEST``'s code and/or configuration."""
+        """Create the function or update ``$LATEST``'s code and/or configuration.
+
+        The package and any dependency layer are built first, outside the store's write
+        transaction (a pip build can take minutes); the merge with the current
+        ``$LATEST`` happens inside it, so concurrent updates keep each other's changes.
+        ``requirements`` given here are configuration: they stay across later code
+        updates until given again ("" removes them). Without them, a package's own
+        requirements.txt decides, and is replaced with the package.
+        """
         validate_name(name)
         changes = {k: v for k, v in changes.items() if v is not None}
         self._check_fields(changes)
-        current = self._latest_or_none(name)
         if path is not None and zip_bytes is not None:
             raise InvalidParameterError("give a package path or zip bytes, not both")
         package: Package | None = None
@@ -108,51 +116,73 @@ class Registry:
             package = self._packages.ingest(path)
         elif zip_bytes is not None:
             package = self._packages.ingest_zip(zip_bytes)
-        if current is None and package is None:
-            raise InvalidParameterError(f"function {name} does not exist: give its code")
-        if current is None and "handler" not in changes:
-            raise InvalidParameterError("handler is required to create a function")
+        layer = self._requirements_layer(requirements, package)
+        limits = self._settings.limits
 
-        base = current.config.to_dict() if current else {}
-        config = FunctionConfig.from_dict({**base, **changes}).validate(self._settings.limits)
+        def build(current: FunctionVersion | None) -> FunctionVersion:
+            if current is None and package is None:
+                raise FunctionNotFoundError(name)
+            if current is None and "handler" not in changes:
+                raise InvalidParameterError("handler is required to create a function")
+            base = current.config.to_dict() if current else {}
+            config = FunctionConfig.from_dict({**base, **changes}, limits).validate(limits)
+            code_sha = package.sha256 if package else current.code_sha256  # type: ignore[union-attr]
+            kept = layer if layer is not None else _kept_layer(current, package)
+            layer_sha, req_sha, source = kept
+            return FunctionVersion(
+                function=name,
+                version=LATEST,
+                code_sha256=code_sha,
+                layer_sha256=layer_sha,
+                requirements_sha256=req_sha,
+                requirements_source=source,
+                config=config,
+                created_at=time.time(),
+            )
 
-        code_sha = package.sha256 if package else current.code_sha256  # type: ignore[union-attr]
-        if requirements is None and package is not None:
-            requirements = package.requirements
-        if requirements is not None:
-            layer = self._layers.build(requirements)
-            layer_sha = layer.sha256 if layer else None
-            req_sha = _requirements_sha(requirements)
-        elif current is not None and package is None:
-            layer_sha, req_sha = current.layer_sha256, current.requirements_sha256
-        else:
-            layer_sha = req_sha = None
-
-        version = FunctionVersion(
-            function=name,
-            version=LATEST,
-            code_sha256=code_sha,
-            layer_sha256=layer_sha,
-            requirements_sha256=req_sha,
-            config=config,
-            created_at=time.time(),
-        )
-        self._store.put_latest(version)
+        version = self._store.update_latest(name, build)
         self._changed(name)
         return version
 
     def update_config(self, name: str, **changes: Any) -> FunctionVersion:
+        """Change configuration fields of ``$LATEST`` (``requirements`` too)."""
         validate_name(name)
         if not changes:
             raise InvalidParameterError("no configuration change given")
+        requirements = changes.pop("requirements", None)
         self._check_fields(changes)
-        current = self._store.get_version(name, LATEST)
-        config = FunctionConfig.from_dict({**current.config.to_dict(), **changes})
-        config.validate(self._settings.limits)
-        version = replace(current, config=config, created_at=time.time())
-        self._store.put_latest(version, create=False)
+        layer = self._requirements_layer(requirements, None)
+        limits = self._settings.limits
+
+        def build(current: FunctionVersion | None) -> FunctionVersion:
+            if current is None:
+                raise FunctionNotFoundError(name)
+            config = FunctionConfig.from_dict({**current.config.to_dict(), **changes}, limits)
+            version = replace(current, config=config.validate(limits), created_at=time.time())
+            if layer is not None:
+                layer_sha, req_sha, source = layer
+                version = replace(version, layer_sha256=layer_sha, requirements_sha256=req_sha,
+                                  requirements_source=source)
+            return version
+
+        version = self._store.update_latest(name, build)
         self._changed(name)
         return version
+
+    def _requirements_layer(
+        self, requirements: str | None, package: Package | None
+    ) -> tuple[str | None, str | None, str | None] | None:
+        """(layer sha, requirements sha, source) to set, or None to keep the current."""
+        if requirements is not None:
+            built = self._layers.build(requirements)
+            if built is None:
+                return (None, None, None)
+            return (built.sha256, _requirements_sha(requirements), "config")
+        if package is not None and package.requirements is not None:
+            built = self._layers.build(package.requirements)
+            if built is not None:
+                return (built.sha256, _requirements_sha(package.requirements), "package")
+        return None
 
     def publish(self, name: str, description: str = "") -> FunctionVersion:
         validate_name(name)
@@ -177,8 +207,10 @@ class Registry:
         if additional_version is not None:
             additional_version = str(additional_version)
         for v in (version, additional_version):
-            if v is not None and v != LATEST and not v.isdigit():
-                raise InvalidParameterError(f"invalid version {v!r}: use a number or $LATEST")
+            if v is not None and v != LATEST and not VERSION_RE.fullmatch(v):
+                raise InvalidParameterError(
+                    f"invalid version {v!r}: use a published number (1, 2, ...) or $LATEST"
+                )
         if not isinstance(additional_weight, int | float) or not 0.0 <= additional_weight <= 1.0:
             raise InvalidParameterError(
                 f"additional_weight={additional_weight!r} must be between 0 and 1"
@@ -220,7 +252,7 @@ class Registry:
         """The version a call runs: ``$LATEST``, a number, or an alias (weighted)."""
         if qualifier is None or qualifier == LATEST:
             return self.get(name, LATEST)
-        if qualifier.isdigit():
+        if qualifier.isdigit():  # "0" or "007" are no version: get() refuses them
             return self.get(name, qualifier)
         alias = self.alias(name, qualifier)
         chosen = alias.version
@@ -260,12 +292,6 @@ class Registry:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _latest_or_none(self, name: str) -> FunctionVersion | None:
-        try:
-            return self._store.get_version(name, LATEST)
-        except FunctionNotFoundError:
-            return None
-
     @staticmethod
     def _check_fields(changes: Mapping[str, Any]) -> None:
         unknown = set(changes) - set(CONFIG_FIELDS)
@@ -287,3 +313,15 @@ class Registry:
 def _requirements_sha(text: str) -> str | None:
     normalized = normalize_requirements(text)
     return hashlib.sha256(normalized.encode()).hexdigest() if normalized else None
+
+
+def _kept_layer(
+    current: FunctionVersion | None, package: Package | None
+) -> tuple[str | None, str | None, str | None]:
+    """The layer ``$LATEST`` keeps when no requirements came with this change: explicit
+    ones always; a package's own only while its code stays."""
+    if current is None:
+        return (None, None, None)
+    if package is None or current.requirements_source == "config":
+        return (current.layer_sha256, current.requirements_sha256, current.requirements_source)
+    return (None, None, None)

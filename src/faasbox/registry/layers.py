@@ -16,7 +16,6 @@ import os
 import platform
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 
 from faasbox.errors import DependencyBuildError
 from faasbox.layout import Layout
-from faasbox.registry.packages import precompile
+from faasbox.registry.packages import precompile, remove_tree, seal
 
 #: Longest tail of pip's output kept in a :class:`DependencyBuildError` message.
 ERROR_TAIL_CHARS = 4000
@@ -173,13 +172,14 @@ class LayerBuilder:
             self._pip_install(requirements, target, cwd=stage)
             target.mkdir(exist_ok=True)  # requirements that install nothing
             precompile(target, final)
+            seal(target)
             try:
                 os.rename(target, final)
             except OSError:
                 if not final.is_dir():
                     raise
         finally:
-            shutil.rmtree(stage, ignore_errors=True)
+            remove_tree(stage)
 
     def _pip_install(self, requirements: Path, target: Path, cwd: Path) -> None:
         command = [

@@ -82,7 +82,7 @@ class PackageStore:
         """
         path = Path(path)
         if path.is_dir():
-            return self._ingest(lambda stage: _fill_from_folder(stage, path))
+            return self._ingest(lambda stage: fill_from_folder(stage, path))
         if not path.is_file():
             raise InvalidPackageError(f"package not found (no such file or folder): {path}")
         size = path.stat().st_size
@@ -110,14 +110,14 @@ class PackageStore:
         with archive:
             return self._ingest(lambda stage: _fill_from_zip(stage, archive))
 
-    def _ingest(self, fill: Callable[[_Stage], None]) -> Package:
+    def _ingest(self, fill: Callable[[Stage], None]) -> Package:
         self._layout.staging.mkdir(parents=True, exist_ok=True)
         self._layout.packages.mkdir(parents=True, exist_ok=True)
         stage_dir = Path(tempfile.mkdtemp(prefix="package-", dir=self._layout.staging))
         try:
             root = stage_dir / "code"
             root.mkdir()
-            stage = _Stage(os.path.realpath(root), self._limits)
+            stage = Stage(os.path.realpath(root), self._limits)
             fill(stage)
             stage.make_links()
             sha, size, files = _digest(stage.root)
@@ -126,6 +126,7 @@ class PackageStore:
             final = self._layout.package(sha)
             if not final.is_dir():
                 _precompile(stage.root, final)
+                seal(stage.root)
                 try:
                     os.rename(stage.root, final)
                 except OSError as exc:  # a concurrent ingest of the same content won
@@ -133,7 +134,42 @@ class PackageStore:
                         raise
             return Package(sha, final, size, files, _read_requirements(final))
         finally:
-            shutil.rmtree(stage_dir, ignore_errors=True)
+            remove_tree(stage_dir)
+
+
+def seal(root: Path | str) -> None:
+    """Make a stored tree read-only (files 0444, or 0555 if executable; folders 0555):
+    stored code is shared by every function and version that uses it, so no sandbox
+    running as an ordinary user may change it. (Root ignores modes: the namespace
+    level mounts code read-only.)"""
+    for folder, dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                mode = os.stat(path).st_mode
+                os.chmod(path, 0o555 if mode & 0o111 else 0o444)
+        for name in dirs:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o555)
+    os.chmod(root, 0o555)
+
+
+def remove_tree(path: Path | str) -> None:
+    """Remove a folder, sealed (read-only) parts included; missing is fine."""
+
+    def unseal(func: object, failed: str, _exc: object) -> None:
+        try:
+            os.chmod(os.path.dirname(failed), 0o755)
+            if os.path.isdir(failed) and not os.path.islink(failed):
+                os.chmod(failed, 0o755)
+                shutil.rmtree(failed, ignore_errors=True)
+            else:
+                os.unlink(failed)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=unseal)
 
 
 def precompile(root: Path | str, final: Path | str) -> None:
@@ -178,8 +214,12 @@ def _ignored(parts: tuple[str, ...]) -> bool:
 
 
 @dataclass
-class _Stage:
-    """The folder a package is extracted into, with the limits counted as it fills."""
+class Stage:
+    """The folder a package is extracted into, with the limits counted as it fills.
+
+    Public as a sink: :func:`fill_from_folder` feeds any subclass (the remote client
+    writes a zip instead of files), so a folder is judged by one set of rules.
+    """
 
     root: str
     limits: Limits
@@ -282,7 +322,7 @@ class _Stage:
                 os.symlink(canonical, path)
 
 
-def _fill_from_zip(stage: _Stage, archive: zipfile.ZipFile) -> None:
+def _fill_from_zip(stage: Stage, archive: zipfile.ZipFile) -> None:
     limits = stage.limits
     infos = archive.infolist()
     if len(infos) > limits.package_entries:
@@ -355,7 +395,9 @@ def _fill_from_zip(stage: _Stage, archive: zipfile.ZipFile) -> None:
             raise InvalidPackageError(f"corrupt zip entry {name!r}: {exc}") from exc
 
 
-def _fill_from_folder(stage: _Stage, folder: Path) -> None:
+def fill_from_folder(stage: Stage, folder: Path) -> None:
+    """Feed ``folder``'s entries to ``stage`` under the package rules: links leaving the
+    folder, special files and the limits are refused with the entry named."""
     source = os.path.realpath(folder)
 
     def failed(exc: OSError) -> None:
@@ -392,7 +434,7 @@ def _fill_from_folder(stage: _Stage, folder: Path) -> None:
                 raise _refuse(label, "not a regular file, folder or symlink")
 
 
-def _folder_link(stage: _Stage, source: str, full: str, parts: tuple[str, ...]) -> None:
+def _folder_link(stage: Stage, source: str, full: str, parts: tuple[str, ...]) -> None:
     label = "/".join(parts)
     real = os.path.realpath(full)
     if real != source and not real.startswith(source + os.sep):

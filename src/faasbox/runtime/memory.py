@@ -10,9 +10,16 @@ RSS watch. The supervisor enforces them from outside the sandbox; RLIMIT_AS is n
   Used is ``memory.max_usage_in_bytes``.
 - ``cgroup-v2``: the same with ``memory.max``, ``memory.swap.max``, ``memory.events``
   and ``memory.peak``, where the memory controller is delegated to this process.
-- ``rss-watch``: one thread reads ``/proc/<pid>/statm`` of every live sandbox every
-  50 ms and kills the process group of one over its limit. Max Memory Used is the
-  sandbox's own ``ru_maxrss``.
+- ``rss-watch``: one thread measures every live sandbox every 50 ms and kills one over
+  its limit (its process group and every process counted). A sandbox's memory is the
+  resident set of its main process (``/proc/<pid>/statm``) plus the private memory
+  (``smaps_rollup``: pages not shared, so pages a forked child still shares with its
+  parent count once) of every process below it: its descendants, read from
+  ``/proc/<pid>/task/*/children`` where the kernel has it, else every process of its
+  session (one scan of ``/proc`` per pass for all sandboxes). A process that both
+  leaves the session (``setsid``) and is reparented (double fork) escapes the watch;
+  the cgroup modes have no such gap. Max Memory Used is the sandbox's own
+  ``ru_maxrss``, or the largest sum measured when that is larger.
 """
 
 from __future__ import annotations
@@ -344,6 +351,8 @@ class RssMemory(SandboxMemory):
         self.limit_bytes = memory_mb * MB
         self.pid = 0
         self.fired = False
+        #: The largest memory measured by the watch (child processes included).
+        self.peak_bytes = 0
 
     def resize(self, memory_mb: int) -> None:
         self.limit_bytes = memory_mb * MB
@@ -353,7 +362,7 @@ class RssMemory(SandboxMemory):
         self.watch.add(self)
 
     def max_used_mb(self, maxrss_kb: int) -> int:
-        return _mb(maxrss_kb * 1024)
+        return _mb(max(maxrss_kb * 1024, self.peak_bytes))
 
     def limit_fired(self) -> bool:
         return self.fired
@@ -398,16 +407,51 @@ class RssWatch(MemoryEnforcer):
         """One pass over the watched sandboxes."""
         with self._lock:
             watched = list(self._watched)
+        if not watched:
+            return
+        sessions = None if _HAS_CHILDREN else _sessions({m.pid for m in watched})
         for memory in watched:
+            pid = memory.pid
             try:
-                with open(f"/proc/{memory.pid}/statm", "rb") as f:
-                    resident = int(f.read().split()[1]) * self._page
+                with open(f"/proc/{pid}/statm", "rb") as f:
+                    used = int(f.read().split()[1]) * self._page
             except (OSError, ValueError, IndexError):
                 continue
-            if resident > memory.limit_bytes and not memory.fired:
+            others = _descendants(pid) if sessions is None else sessions.get(pid, [])
+            for other in others:
+                used += self._private(other)
+            if used > memory.peak_bytes:
+                memory.peak_bytes = used
+            if used > memory.limit_bytes and not memory.fired:
                 memory.fired = True
                 with contextlib.suppress(OSError):
-                    os.killpg(memory.pid, signal.SIGKILL)
+                    os.killpg(pid, signal.SIGKILL)
+                for other in others:  # also those that left the process group
+                    with contextlib.suppress(OSError):
+                        os.kill(other, signal.SIGKILL)
+
+    def _private(self, pid: int) -> int:
+        """Bytes of memory only ``pid`` maps (0 once it is gone)."""
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return 0
+        except OSError:
+            text = b""
+        total, found = 0, False
+        for line in text.splitlines():
+            if line.startswith(b"Private_"):
+                found = True
+                total += int(line.split()[1]) * 1024
+        if found:
+            return total
+        try:  # no smaps_rollup (before Linux 4.14): resident minus file-backed
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                fields = f.read().split()
+            return max(0, int(fields[1]) - int(fields[2])) * self._page
+        except (OSError, ValueError, IndexError):
+            return 0
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -420,6 +464,58 @@ class RssWatch(MemoryEnforcer):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def _has_children_files() -> bool:
+    return os.path.exists(f"/proc/self/task/{threading.get_native_id()}/children")
+
+
+#: Whether the kernel lists each task's children (CONFIG_PROC_CHILDREN).
+_HAS_CHILDREN = _has_children_files()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from ``/proc/<pid>/task/*/children``."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", "rb") as f:
+                    children = [int(child) for child in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def _sessions(leaders: set[int]) -> dict[int, list[int]]:
+    """The other processes of each session led by one of ``leaders`` (one scan of
+    ``/proc``; zombies left out)."""
+    members: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return members
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            session = int(fields[3])
+        except (OSError, ValueError, IndexError):
+            continue
+        pid = int(name)
+        if session in leaders and pid != session and fields[0] != b"Z":
+            members.setdefault(session, []).append(pid)
+    return members
 
 
 def choose(settings: Settings, node_id: str) -> MemoryEnforcer:

@@ -47,6 +47,11 @@ class Node:
         self._idle_cond = threading.Condition(self._lock)
         self._start_lock = threading.Lock()
         self._pools: dict[tuple[str, str], Pool] = {}
+        #: Per function, the revisions the last :meth:`retire` kept live, and when: a
+        #: pool made later for another revision (a call that resolved its spec before
+        #: the change) is made retired. Forgotten by the reaper once nothing of the
+        #: function is live, none of its pools remain and ``keep_alive_s`` has passed.
+        self._live_revisions: dict[str, tuple[frozenset[str], float]] = {}
         self._live: dict[str, Sandbox] = {}
         self._inflight: Counter[str] = Counter()
         self._used_mb = 0
@@ -115,23 +120,40 @@ class Node:
         """
         factory = self._started()
         evicted: list[Sandbox] = []
-        with self._lock:
-            if self._closed:
-                raise FaasboxError("the node is closed")
-            limit = spec.reserved_concurrency
-            if limit is not None and self._inflight[spec.function] >= limit:
-                raise TooManyRequestsError(
-                    f"Rate Exceeded: function {spec.function} is at its reserved "
-                    f"concurrency of {limit}")
-            pool = self._pools.get(spec.pool_key)
-            if pool is None:
-                pool = self._pools[spec.pool_key] = Pool(spec)
-            sandbox = pool.take()
-            if sandbox is None:
-                evicted = self._make_room(spec, pool)
-                pool.starting += 1
-                self._used_mb += spec.memory_mb
-            self._inflight[spec.function] += 1
+        dead: list[Sandbox] = []
+        try:
+            with self._lock:
+                if self._closed:
+                    raise FaasboxError("the node is closed")
+                limit = spec.reserved_concurrency
+                if limit is not None and self._inflight[spec.function] >= limit:
+                    raise TooManyRequestsError(
+                        f"Rate Exceeded: function {spec.function} is at its reserved "
+                        f"concurrency of {limit}")
+                pool = self._pools.get(spec.pool_key)
+                if pool is None:
+                    pool = self._pools[spec.pool_key] = Pool(spec)
+                    live = self._live_revisions.get(spec.function)
+                    # A revision retired after the caller resolved it: served, not kept.
+                    pool.retired = live is not None and spec.revision not in live[0]
+                sandbox = pool.take()
+                while sandbox is not None and not sandbox.idle_alive():
+                    pool.busy.discard(sandbox)  # died while idle: take the next one
+                    self._unlive(sandbox)  # its pool stays: this call is about to use it
+                    dead.append(sandbox)
+                    sandbox = pool.take()
+                if sandbox is None:
+                    try:
+                        evicted = self._make_room(spec, pool)
+                    except TooManyRequestsError:
+                        self._drop_if_empty(pool)
+                        raise
+                    pool.starting += 1
+                    self._used_mb += spec.memory_mb
+                self._inflight[spec.function] += 1
+        finally:
+            for corpse in dead:
+                corpse.destroy("died while idle", wait=False)
         for victim in evicted:
             victim.destroy("evicted to make room", wait=False)
         if sandbox is None:
@@ -223,11 +245,15 @@ class Node:
 
     def _forget(self, sandbox: Sandbox) -> None:
         """``sandbox`` is in no pool any more and is about to be destroyed (lock held)."""
-        if self._live.pop(sandbox.id, None) is not None:
-            self._used_mb -= sandbox.spec.memory_mb
+        self._unlive(sandbox)
         pool = self._pools.get(sandbox.spec.pool_key)
         if pool is not None:
             self._drop_if_empty(pool)
+
+    def _unlive(self, sandbox: Sandbox) -> None:
+        """``sandbox`` no longer counts as live nor holds memory (lock held)."""
+        if self._live.pop(sandbox.id, None) is not None:
+            self._used_mb -= sandbox.spec.memory_mb
         if not self._live:
             self._idle_cond.notify_all()
 
@@ -239,11 +265,20 @@ class Node:
 
     def retire(self, function: str, keep_revisions: frozenset[str] = frozenset()) -> None:
         """Stop using sandboxes of ``function`` whose revision is not kept: idle ones are
-        killed now, busy ones finish their call and are then destroyed."""
+        killed now, busy ones finish their call and are then destroyed.
+
+        ``keep_revisions`` are the function's live revisions (none once it is deleted). A
+        later call for another revision (its caller resolved it before the change) still
+        runs, as Lambda would serve it, but its sandbox is destroyed after the call.
+        """
         victims: list[Sandbox] = []
         with self._lock:
+            self._live_revisions[function] = (keep_revisions, time.monotonic())
             for key, pool in list(self._pools.items()):
-                if pool.function != function or pool.revision in keep_revisions:
+                if pool.function != function:
+                    continue
+                if pool.revision in keep_revisions:
+                    pool.retired = False  # made by a call that ran ahead of this change
                     continue
                 pool.retired = True
                 del self._pools[key]
@@ -269,11 +304,25 @@ class Node:
                 for sandbox in expired:
                     self._forget(sandbox)
                 victims += expired
+            self._forget_retired(idle_since)
         for sandbox in victims:
             sandbox.destroy("keep-alive expired", wait=False)
         factory = self._factory
         if factory is not None:
             factory.sweep()
+
+    def _forget_retired(self, before: float) -> None:
+        """Drop the live revisions of functions of which nothing is live any more (they
+        were deleted), no pool remains, and that changed before ``before`` (lock held):
+        by then no call that resolved them before the change is on its way."""
+        stale = [name for name, (live, since) in self._live_revisions.items()
+                 if not live and since <= before]
+        if not stale:
+            return
+        busy = {pool.function for pool in self._pools.values()}
+        for name in stale:
+            if name not in busy:
+                del self._live_revisions[name]
 
     # -- introspection ------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """Sandboxes isolated as processes: forked by the zygote, own session and process group,
-rlimits, private working dir and ``/tmp``, a memory limit (cgroup or RSS watch).
+rlimits, private working dir and ``TMPDIR`` (not ``/tmp``), a memory limit (cgroup or RSS watch).
 
 A cold start is kept short by doing ahead of need whatever does not depend on the
 function: the zygote keeps a forked *spare* waiting (see :mod:`zygote`), and a janitor

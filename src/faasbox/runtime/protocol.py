@@ -116,6 +116,11 @@ class FrameReader:
         #: SO_RCVTIMEO now armed on the socket (seconds); None when never armed here.
         self._armed: float | None = None
 
+    @property
+    def pending(self) -> bool:
+        """Whether bytes beyond the last frame read are kept (none between calls)."""
+        return bool(self._buf)
+
     def arm(self, seconds: float) -> None:
         """Set the socket's receive and send timeouts (SO_RCVTIMEO, SO_SNDTIMEO): a
         ``sendall`` that waits that long fails with ``BlockingIOError``, and reads with a

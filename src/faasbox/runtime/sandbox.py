@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -87,6 +88,8 @@ class Sandbox:
         self._wait_exit = wait_exit
         self._defer = defer
         self._reader = protocol.FrameReader(sock)
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
         self._output_fd = output_fd
         self._offset = 0
         self._maxrss_kb = 0
@@ -178,6 +181,15 @@ class Sandbox:
             error_type=None if ok else header.get("error_type"),
             error_message=None if ok else header.get("error_message"),
         )
+
+    def idle_alive(self) -> bool:
+        """Whether an idle sandbox can take a call: one ``poll`` that must find its socket
+        quiet. An idle sandbox sends nothing, so a readable socket is an end of stream (it
+        died: killed from outside, by the RSS watch...) or junk; either way it must not
+        serve. Such a sandbox is marked unhealthy."""
+        if self._poll.poll(0) or self._reader.pending:
+            self.healthy = False
+        return self.healthy
 
     # -- failures -----------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ or anything of the control plane. :func:`spare` is the whole life of a sandbox:
    ``init`` frame, whose body is the sandbox's parameters;
 1. (:func:`main`) join the memory cgroup before the handler allocates anything,
    rlimits, output to a file the supervisor reads, Lambda's environment, the private
-   working dir and ``/tmp``;
+   working dir and ``TMPDIR`` (the host's ``/tmp`` stays shared);
 2. init: import the handler module and resolve the function, answer ``ready`` with the
    Init Duration, or ``init_error`` with Lambda's error object, and end;
 3. serve ``invoke`` requests one at a time, answering ``result`` frames whose body is
@@ -101,6 +101,8 @@ def spare(fd: int, stdlib_path: list[str]) -> None:
     request_ids = _setup_logging()
     reader = protocol.FrameReader(sock)
     rehearse(sock, reader, request_ids, stdlib_path)
+    global _user_tasks
+    _user_tasks = user_tasks()  # ahead of need: RLIMIT_NPROC counts them (see there)
     frame = reader.read()
     if frame is None:
         return
@@ -108,6 +110,31 @@ def spare(fd: int, stdlib_path: list[str]) -> None:
     if header.get("type") != "init":
         raise protocol.ProtocolError(f"unexpected {header.get('type')!r} frame")
     main(sock, reader, json.loads(body), stdlib_path, request_ids)
+
+
+#: Tasks of this user when the spare was forked (None as root, who is not limited).
+_user_tasks: int | None = None
+
+
+def user_tasks() -> int | None:
+    """How many tasks (processes and threads) this process's real user runs now; None
+    for root, whom RLIMIT_NPROC does not limit. One scan of ``/proc``."""
+    uid = os.getuid()
+    if uid == 0:
+        return None
+    count = 0
+    with contextlib.suppress(OSError), os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                if entry.stat().st_uid != uid:
+                    continue
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    count += int(f.read().rsplit(b")", 1)[1].split()[17])
+            except (OSError, ValueError, IndexError):
+                continue
+    return count
 
 
 def main(sock: socket.socket, reader: protocol.FrameReader, params: dict[str, Any],
@@ -184,9 +211,19 @@ def rehearse(sock: socket.socket, reader: protocol.FrameReader,
 
 
 def _set_limits(params: dict[str, Any]) -> None:
-    for which, value in ((resource.RLIMIT_NOFILE, params["max_open_files"]),
-                         (resource.RLIMIT_NPROC, params["max_processes"]),
-                         (resource.RLIMIT_CORE, 0)):
+    """Open files, processes, no core dumps.
+
+    RLIMIT_NPROC counts every task of the *user*, not of the sandbox, and root is
+    exempt from it: as root it is left alone (``max_processes`` is not enforced at the
+    process level); otherwise it is set to the user's tasks counted when the spare was
+    forked plus ``max_processes``, capped by the hard limit, so that a busy desktop
+    session does not leave a sandbox unable to fork.
+    """
+    limits = [(resource.RLIMIT_NOFILE, params["max_open_files"]), (resource.RLIMIT_CORE, 0)]
+    tasks = _user_tasks if _user_tasks is not None else user_tasks()
+    if tasks is not None:
+        limits.append((resource.RLIMIT_NPROC, tasks + params["max_processes"]))
+    for which, value in limits:
         _soft, hard = resource.getrlimit(which)
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)

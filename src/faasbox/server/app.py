@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,8 +25,15 @@ if TYPE_CHECKING:
     from faasbox.platform import Platform
 
 
-def create_app(client: Client, *, limits: Limits | None = None) -> FastAPI:
-    """The HTTP API over ``client`` (docs/api.md). The caller owns and closes the client."""
+def create_app(
+    client: Client, *, limits: Limits | None = None,
+    invocation_slots: int = invoke.DEFAULT_INVOCATION_SLOTS,
+) -> FastAPI:
+    """The HTTP API over ``client`` (docs/api.md). The caller owns and closes the client.
+
+    At most ``invocation_slots`` invocations run at once; one more is answered 429
+    at once. They have threads of their own, so other routes keep answering.
+    """
     app = FastAPI(
         title="faasbox",
         version=faasbox.__version__,
@@ -33,6 +41,7 @@ def create_app(client: Client, *, limits: Limits | None = None) -> FastAPI:
     )
     app.state.client = client
     app.state.limits = limits or Limits()
+    app.state.invocation_slots = invoke.InvocationSlots(invocation_slots)
     errors.install(app)
 
     @app.get("/healthz", tags=["health"])
@@ -54,6 +63,14 @@ def deploy_examples(client: Client, root: Path | None = None) -> list[str]:
         client.deploy(found.name, found.folder, **found.settings)
         names.append(found.name)
     return names
+
+
+def invocation_slots(settings: Settings) -> int:
+    """Concurrent invocations a server runs: as many sandboxes of the smallest memory
+    size as the node's capacity holds (the platform throttles past that anyway), at
+    least the default, at most 1024 threads."""
+    fits = settings.capacity_mb // max(settings.limits.memory_min_mb, 1)
+    return min(max(fits, invoke.DEFAULT_INVOCATION_SLOTS), 1024)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -100,17 +117,22 @@ def serve(settings: Settings, examples: bool = False) -> None:
     """Run the platform and its HTTP API until SIGINT/SIGTERM, then close the platform.
 
     The socket is bound first, so a busy port is reported before anything starts.
+    Functions see ``settings.endpoint`` as FAASBOX_ENDPOINT: unless set, it is derived
+    from the host and the port bound (``--port 9000`` gives http://127.0.0.1:9000).
     """
     from faasbox.platform import Platform
 
     sock = _bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    if port != settings.port and settings.endpoint == replace(settings, endpoint="").endpoint:
+        # --port 0 picked a free port: functions reach this server there (FAASBOX_ENDPOINT)
+        settings = replace(settings, port=port, endpoint="")
     previous = signal.signal(signal.SIGTERM, _interrupt)  # while starting: stop cleanly
     platform: Platform | None = None
     try:
         platform = Platform(settings)
         client = platform.client()
         deployed = deploy_examples(client) if examples else []
-        host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{port}"
         print(f"faasbox {faasbox.__version__} serving {url} (API docs: {url}/docs)", flush=True)
@@ -123,7 +145,8 @@ def serve(settings: Settings, examples: bool = False) -> None:
             print("""  faasbox invoke hello --payload '{"name": "world"}'""", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         config = uvicorn.Config(
-            create_app(client, limits=settings.limits),
+            create_app(client, limits=settings.limits,
+                       invocation_slots=invocation_slots(settings)),
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,

@@ -62,7 +62,7 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error in %s %s", request.method, request.url.path)
+    log.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
     return error_response("ServiceException", f"internal error: {type(exc).__name__}", 500)
 
 

@@ -43,6 +43,9 @@ class ConfigBody(_Body):
     environment: dict[str, str] | None = None
     description: str | None = None
     reserved_concurrency: int | None = None
+    requirements: str | None = Field(
+        None, description='text of a requirements.txt to build a layer from; "" removes it'
+    )
 
 
 class PublishBody(_Body):
@@ -103,10 +106,20 @@ def delete_function(name: str, client: ClientDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/{name}/versions", status_code=201)
-def publish(name: str, client: ClientDep, body: PublishBody | None = None) -> dict[str, Any]:
-    """Snapshot ``$LATEST`` as an immutable numbered version."""
-    return client.publish(name, body.description if body else "")
+@router.post("/{name}/versions", status_code=201, responses={200: {"description": (
+    "$LATEST is unchanged since the newest version: that version, nothing published"
+)}})
+def publish(
+    name: str, client: ClientDep, response: Response, body: PublishBody | None = None
+) -> dict[str, Any]:
+    """Snapshot ``$LATEST`` as an immutable numbered version: 201 with the new version,
+    or 200 with the newest one when ``$LATEST`` is unchanged since it was published."""
+    versions = client.get_function(name)["versions"]
+    before = {str(v["version"] if isinstance(v, dict) else v) for v in versions}
+    version = client.publish(name, body.description if body else "")
+    if str(version["version"]) in before:
+        response.status_code = 200
+    return version
 
 
 @router.put("/{name}/aliases/{alias}")

@@ -3,21 +3,66 @@
 The body is the event as raw JSON (empty means ``null``); the answer is the handler's
 JSON with ``X-Amz-Function-Error``, ``X-Amz-Executed-Version``, ``X-Amzn-RequestId`` and,
 for ``X-Amz-Log-Type: Tail``, ``X-Amz-Log-Result`` (base64 of the log's last 4 KB).
+
+Invocations run in worker threads of their own (:class:`InvocationSlots`), apart from
+the thread pool of the other routes: long calls never hold up listing, logs or
+deploys, and a call that finds every slot busy is answered 429 at once, never queued.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 
-from faasbox.errors import PayloadTooLargeError
+from faasbox.errors import PayloadTooLargeError, TooManyRequestsError
 from faasbox.sdk import Client
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/v1/functions", tags=["invoke"])
 
 LOG_TAIL_BYTES = 4096
+#: Concurrent invocations one server runs when not told otherwise.
+DEFAULT_INVOCATION_SLOTS = 256
+
+
+class InvocationSlots:
+    """At most ``size`` invocations at a time, each in a worker thread of this pool.
+
+    A call that finds every slot taken raises :class:`TooManyRequestsError` at once
+    (Lambda throttles; it does not queue without bound).
+    """
+
+    def __init__(self, size: int = DEFAULT_INVOCATION_SLOTS) -> None:
+        if size < 1:
+            raise ValueError(f"invocation slots must be at least 1, not {size}")
+        self.size = size
+        self._admission = anyio.CapacityLimiter(size)
+        # Threads are taken only by admitted calls, so this one never makes a call wait.
+        self._threads = anyio.CapacityLimiter(size)
+
+    @property
+    def in_use(self) -> int:
+        return int(self._admission.borrowed_tokens)
+
+    async def run(self, func: Callable[[], T]) -> T:
+        token = object()
+        try:
+            self._admission.acquire_on_behalf_of_nowait(token)
+        except anyio.WouldBlock:
+            raise TooManyRequestsError(
+                f"the server's {self.size} concurrent invocations are in use; retry later"
+            ) from None
+        try:
+            return await anyio.to_thread.run_sync(func, limiter=self._threads)
+        finally:
+            self._admission.release_on_behalf_of(token)
 
 
 def _too_large(size: int | str, limit: int) -> PayloadTooLargeError:
@@ -53,9 +98,8 @@ async def invoke(name: str, request: Request, qualifier: str | None = None) -> R
     """Run the function and wait for its result. ``name`` may be ``name:qualifier``."""
     client: Client = request.app.state.client
     body = await _read_body(request, request.app.state.limits.sync_payload_bytes)
-    result = await run_in_threadpool(
-        client.invoke, name, raw=body or b"null", qualifier=qualifier
-    )
+    slots: InvocationSlots = request.app.state.invocation_slots
+    result = await slots.run(partial(client.invoke, name, raw=body or b"null", qualifier=qualifier))
     headers = {
         "X-Amz-Executed-Version": result.executed_version,
         "X-Amzn-RequestId": result.request_id,

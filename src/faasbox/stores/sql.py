@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -23,7 +23,15 @@ from faasbox.errors import (
     FunctionNotFoundError,
     VersionNotFoundError,
 )
-from faasbox.model import LATEST, Alias, FunctionConfig, FunctionVersion, InvocationRecord, Status
+from faasbox.model import (
+    LATEST,
+    VERSION_RE,
+    Alias,
+    FunctionConfig,
+    FunctionVersion,
+    InvocationRecord,
+    Status,
+)
 from faasbox.stores.state import StateStore
 
 metadata = sa.MetaData()
@@ -46,6 +54,7 @@ versions = sa.Table(
     sa.Column("code_sha256", sa.String(64), nullable=False),
     sa.Column("layer_sha256", sa.String(64)),
     sa.Column("requirements_sha256", sa.String(64)),
+    sa.Column("requirements_source", sa.String(16)),
     sa.Column("content_sha256", sa.String(64), nullable=False),
     sa.Column("config", sa.Text, nullable=False),
     sa.Column("description", sa.Text, nullable=False, default=""),
@@ -86,7 +95,12 @@ invocations = sa.Table(
 
 
 def _version_number(version: str) -> int:
-    return 0 if version == LATEST else int(version)
+    """``$LATEST`` is row 0; published versions are canonical numbers from 1."""
+    if version == LATEST:
+        return 0
+    if not VERSION_RE.fullmatch(version):
+        raise ValueError(version)
+    return int(version)
 
 
 def _version_text(number: int) -> str:
@@ -142,33 +156,44 @@ class SqlStateStore(StateStore):
     # -- functions and versions ---------------------------------------------------
 
     def put_latest(self, version: FunctionVersion, *, create: bool | None = None) -> None:
+        def build(current: FunctionVersion | None) -> FunctionVersion:
+            if current is not None and create is True:
+                raise ConflictError(f"function already exists: {version.function}")
+            if current is None and create is False:
+                raise FunctionNotFoundError(version.function)
+            return version
+
+        self.update_latest(version.function, build)
+
+    def update_latest(
+        self, function: str, build: Callable[[FunctionVersion | None], FunctionVersion]
+    ) -> FunctionVersion:
         now = time.time()
         with self._write() as conn:
-            exists = conn.execute(
-                sa.select(functions.c.name).where(functions.c.name == version.function)
+            row = conn.execute(
+                sa.select(versions).where(
+                    (versions.c.function == function) & (versions.c.version == 0)
+                )
             ).first()
-            if exists and create is True:
-                raise ConflictError(f"function already exists: {version.function}")
-            if not exists and create is False:
-                raise FunctionNotFoundError(version.function)
-            if exists:
+            current = self._to_version(row) if row is not None else None
+            version = build(current)
+            if current is not None:
                 conn.execute(
-                    functions.update()
-                    .where(functions.c.name == version.function)
-                    .values(updated_at=now)
+                    functions.update().where(functions.c.name == function).values(updated_at=now)
                 )
                 conn.execute(
                     versions.delete().where(
-                        (versions.c.function == version.function) & (versions.c.version == 0)
+                        (versions.c.function == function) & (versions.c.version == 0)
                     )
                 )
             else:
                 conn.execute(
                     functions.insert().values(
-                        name=version.function, created_at=now, updated_at=now, last_version=0
+                        name=function, created_at=now, updated_at=now, last_version=0
                     )
                 )
             conn.execute(versions.insert().values(**self._version_row(version, 0)))
+        return version
 
     @staticmethod
     def _version_row(version: FunctionVersion, number: int) -> dict[str, Any]:
@@ -178,6 +203,7 @@ class SqlStateStore(StateStore):
             "code_sha256": version.code_sha256,
             "layer_sha256": version.layer_sha256,
             "requirements_sha256": version.requirements_sha256,
+            "requirements_source": version.requirements_source,
             "content_sha256": version.content_sha256,
             "config": json.dumps(version.config.to_dict()),
             "description": version.version_description,
@@ -192,6 +218,7 @@ class SqlStateStore(StateStore):
             code_sha256=row.code_sha256,
             layer_sha256=row.layer_sha256,
             requirements_sha256=row.requirements_sha256,
+            requirements_source=row.requirements_source,
             config=FunctionConfig.from_dict(json.loads(row.config)),
             created_at=row.created_at,
             version_description=row.description or "",

@@ -8,6 +8,7 @@ transaction: a crash leaves either the old or the new state, never half of one.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 from faasbox.model import Alias, FunctionVersion, InvocationRecord, Status
 
@@ -24,6 +25,14 @@ class StateStore(abc.ABC):
         ``create=True`` raises ConflictError if the function exists; ``create=False``
         raises FunctionNotFoundError if it does not; None accepts both. Last writer wins.
         """
+
+    @abc.abstractmethod
+    def update_latest(
+        self, function: str, build: Callable[[FunctionVersion | None], FunctionVersion]
+    ) -> FunctionVersion:
+        """Read ``$LATEST`` (None if the function does not exist), write ``build(it)``,
+        in one write transaction: concurrent updates never drop each other's changes.
+        ``build`` may raise to change nothing. Returns what was written."""
 
     @abc.abstractmethod
     def get_version(self, function: str, version: str) -> FunctionVersion:
