@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.test_runtime import gone
 
 from faasbox.config import Settings
 from faasbox.layout import Layout
@@ -66,19 +67,6 @@ def handler(event, context):
 def call(node: Node, spec: SandboxSpec, event: Any, request_id: str = "req-1") -> Outcome:
     return node.invoke(spec, json.dumps(event).encode(), request_id=request_id,
                        invoked_function_arn="arn:faasbox:lambda:local:000000000000:function:fn")
-
-
-def gone(pid: int, timeout_s: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except (FileNotFoundError, ProcessLookupError):  # gone, maybe while read
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture
