@@ -136,9 +136,8 @@ def test_concurrent_builds_of_one_key_run_pip_once(layout: Layout,
     assert layer is not None and (layer.path / "fakemod.py").is_file()
     assert list((layer.path / "__pycache__").glob("fakemod.*.pyc"))
 
-    start = time.monotonic()
     assert builders[0].build("ALPHA\nbeta") == layer
-    assert time.monotonic() - start < 0.1 and len(calls.read_text().splitlines()) == 1
+    assert len(calls.read_text().splitlines()) == 1  # the cache hit ran no pip
 
 
 def test_failed_fake_build_keeps_stderr(layout: Layout, fake_pip: tuple[str, Path]) -> None:

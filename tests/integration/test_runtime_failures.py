@@ -104,7 +104,7 @@ def test_timeout_kills_the_process_group_and_keeps_output(node: Node, spec: Sand
     call(node, spec, {})  # warm: the timeout hits a sandbox that served before
     started = time.monotonic()
     outcome = call(node, spec, {"do": "hang"}, "req-hang")
-    assert 1.0 <= time.monotonic() - started < 2.0
+    assert 1.0 <= time.monotonic() - started < 3.0  # killed at the deadline, not later
     assert outcome.status is Status.TIMEOUT
     assert outcome.error_type == "Sandbox.Timedout"
     assert outcome.error_message == "Task timed out after 1.00 seconds"
