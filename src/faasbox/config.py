@@ -43,6 +43,9 @@ class Limits:
     #: The ratio limit applies to entries that expand past this size: small, highly
     #: repetitive files (a 2 KB run of spaces) are ordinary, bombs are not small.
     compression_floor_bytes: int = 1024 * 1024
+    #: Async invocation events (Lambda: 256 KB) and queue messages (SQS: 256 KB).
+    async_payload_bytes: int = 256 * 1024
+    message_bytes: int = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,18 @@ class Settings:
     max_open_files: int = 1024
     max_processes: int = 1024
     pip: str = ""
+    #: SQLAlchemy URL of the state store; "" = SQLite at ``<home>/state.db``.
+    database_url: str = ""
+    #: Object store: "folder" (``objects_dir``, default ``<home>/objects``) or "s3"
+    #: (any S3-compatible service at ``s3_endpoint_url``; credentials from the usual
+    #: AWS variables). Buckets are named ``s3_bucket_prefix + name`` there.
+    object_store: str = "folder"
+    objects_dir: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_bucket_prefix: str = ""
+    #: How long 10-second metric datapoints are kept.
+    metrics_retention_s: float = 24 * 3600.0
     limits: Limits = field(default_factory=Limits)
 
     _ENV = {
@@ -78,6 +93,13 @@ class Settings:
         "memory_enforcement": "FAASBOX_MEMORY_ENFORCEMENT",
         "cgroup_root": "FAASBOX_CGROUP_ROOT",
         "pip": "FAASBOX_PIP",
+        "database_url": "FAASBOX_DATABASE_URL",
+        "object_store": "FAASBOX_OBJECT_STORE",
+        "objects_dir": "FAASBOX_OBJECTS_DIR",
+        "s3_endpoint_url": "FAASBOX_S3_ENDPOINT_URL",
+        "s3_region": "FAASBOX_S3_REGION",
+        "s3_bucket_prefix": "FAASBOX_S3_BUCKET_PREFIX",
+        "metrics_retention_s": "FAASBOX_METRICS_RETENTION_S",
     }
 
     @classmethod

@@ -9,6 +9,8 @@ missed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class FaasboxError(Exception):
     """Root of every error faasbox raises on purpose."""
@@ -95,11 +97,106 @@ class InvocationNotFoundError(NotFoundError):
         super().__init__("Invocation", request_id)
 
 
+class QueueNotFoundError(NotFoundError):
+    """Raised when no queue has the given name."""
+
+    code = "QueueDoesNotExist"
+
+    def __init__(self, name: str) -> None:
+        super().__init__("Queue", name)
+
+
+class BucketNotFoundError(NotFoundError):
+    """Raised when no bucket has the given name."""
+
+    code = "NoSuchBucket"
+
+    def __init__(self, name: str) -> None:
+        super().__init__("Bucket", name)
+
+
+class ObjectNotFoundError(NotFoundError):
+    """Raised when a bucket holds no object under the key. ``name`` is ``bucket/key``."""
+
+    code = "NoSuchKey"
+
+    def __init__(self, name: str) -> None:
+        super().__init__("Object", name)
+
+
+class TriggerNotFoundError(NotFoundError):
+    """Raised when no queue -> function mapping (trigger) has the given id."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("Trigger", name)
+
+
+class NotificationNotFoundError(NotFoundError):
+    """Raised when a bucket has no notification of the given id."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("Notification", name)
+
+
+class ScheduleNotFoundError(NotFoundError):
+    """Raised when no schedule has the given name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("Schedule", name)
+
+
+class AlarmNotFoundError(NotFoundError):
+    """Raised when no alarm has the given name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("Alarm", name)
+
+
+#: NotFoundError classes by ``kind``, so the remote client raises the class the server did.
+NOT_FOUND_BY_KIND: dict[str, Callable[[str], NotFoundError]] = {
+    "Queue": QueueNotFoundError,
+    "Bucket": BucketNotFoundError,
+    "Object": ObjectNotFoundError,
+    "Trigger": TriggerNotFoundError,
+    "Notification": NotificationNotFoundError,
+    "Schedule": ScheduleNotFoundError,
+    "Alarm": AlarmNotFoundError,
+}
+
+
+class InvalidReceiptHandleError(InvalidParameterError):
+    """Raised when a receipt handle is malformed, forged, or no longer current (the
+    message was received again by someone else, or deleted). Nothing was changed."""
+
+    code = "ReceiptHandleIsInvalid"
+
+
+class PreconditionFailedError(FaasboxError):
+    """Raised when a conditional write's ``if_match`` / ``if_none_match`` does not hold
+    for the object as it is now. Nothing was written."""
+
+    code = "PreconditionFailed"
+    http_status = 412
+
+
+class InvalidRangeError(FaasboxError):
+    """Raised when a requested byte range does not overlap the object."""
+
+    code = "InvalidRange"
+    http_status = 416
+
+
 class ConflictError(FaasboxError):
     """Raised when a resource already exists or is in a state that forbids the change."""
 
     code = "ResourceConflictException"
     http_status = 409
+
+
+class BucketNotEmptyError(ConflictError):
+    """Raised when deleting a bucket that still holds objects."""
+
+    code = "BucketNotEmpty"
 
 
 class TooManyRequestsError(FaasboxError):
@@ -144,5 +241,9 @@ BY_CODE: dict[str, type[FaasboxError]] = {
         ConflictError,
         TooManyRequestsError,
         ServiceUnavailableError,
+        InvalidReceiptHandleError,
+        PreconditionFailedError,
+        InvalidRangeError,
+        BucketNotEmptyError,
     )
 }

@@ -222,9 +222,30 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: What ARNs and event records say for the region and the account (one platform).
+REGION = "local"
+ACCOUNT_ID = "000000000000"
+
+
 def function_arn(function: str, qualifier: str | None = None) -> str:
-    base = f"arn:faasbox:lambda:local:000000000000:function:{function}"
+    base = f"arn:faasbox:lambda:{REGION}:{ACCOUNT_ID}:function:{function}"
     return f"{base}:{qualifier}" if qualifier and qualifier != LATEST else base
+
+
+def queue_arn(queue: str) -> str:
+    return f"arn:faasbox:sqs:{REGION}:{ACCOUNT_ID}:{queue}"
+
+
+def bucket_arn(bucket: str) -> str:
+    return f"arn:faasbox:s3:::{bucket}"
+
+
+def schedule_arn(schedule: str) -> str:
+    return f"arn:faasbox:scheduler:{REGION}:{ACCOUNT_ID}:schedule/default/{schedule}"
+
+
+def alarm_arn(alarm: str) -> str:
+    return f"arn:faasbox:cloudwatch:{REGION}:{ACCOUNT_ID}:alarm:{alarm}"
 
 
 @dataclass(frozen=True)

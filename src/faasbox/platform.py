@@ -17,6 +17,7 @@ import orjson
 
 from faasbox.config import Settings
 from faasbox.errors import ConflictError, InvalidParameterError
+from faasbox.events.dispatcher import Dispatcher
 from faasbox.layout import Layout
 from faasbox.model import LATEST, InvocationRecord, InvokeResult, validate_name
 from faasbox.observe.logs import LogStore
@@ -26,6 +27,7 @@ from faasbox.registry.layers import LayerBuilder
 from faasbox.registry.packages import PackageStore, remove_tree
 from faasbox.runtime.node import Node
 from faasbox.sdk import Client
+from faasbox.stores.database import Database
 from faasbox.stores.sql import SqlStateStore
 
 
@@ -38,7 +40,8 @@ class Platform:
         self._lock_fd = _lock_home(self.layout.home)
         try:
             _clear_leftovers(self.layout)
-            self.store = SqlStateStore(f"sqlite:///{self.layout.state_db}")
+            self.database = Database(settings.database_url or f"sqlite:///{self.layout.state_db}")
+            self.store = SqlStateStore(self.database)
             self.logs = LogStore(self.layout)
             self.records = RecordWriter(self.store, self.layout.records_journal)
             self.packages = PackageStore(self.layout, settings.limits)
@@ -52,10 +55,30 @@ class Platform:
             self.invoker = Invoker(
                 settings, self.layout, self.registry, self.node, self.records, self.logs
             )
+            self._attach_events()
         except BaseException:
             os.close(self._lock_fd)
             raise
         self._closed = False
+
+    def _attach_events(self) -> None:
+        """The trigger services, in dependency order; each registers its drivers on the
+        one dispatcher, which starts once all are in place."""
+        from faasbox import objects
+        from faasbox.events import alarms, async_invocations, mappings, queues, schedules
+        from faasbox.observe import metrics
+        from faasbox.registry import urls
+
+        self.dispatcher = Dispatcher()
+        self.queues = queues.attach(self)
+        self.async_invoker = async_invocations.attach(self)
+        self.function_urls = urls.attach(self)
+        self.objects = objects.attach(self)
+        self.triggers = mappings.attach(self)
+        self.schedules = schedules.attach(self)
+        self.metrics = metrics.attach(self)
+        self.alarms = alarms.attach(self)
+        self.dispatcher.start()
 
     def _retire(self, function: str, live: frozenset[str]) -> None:
         self.node.retire(function, keep_revisions=live)
@@ -71,12 +94,18 @@ class Platform:
             return
         self._closed = True
         try:
+            self.dispatcher.close()  # no new trigger work; drivers finish what runs
+            for service in (self.alarms, self.metrics, self.schedules, self.triggers,
+                            self.objects, self.function_urls, self.async_invoker,
+                            self.queues):
+                service.close()
             self.node.close()  # busy calls end now (their sandboxes are killed) ...
             self.invoker.drain()  # ... and are logged and recorded before the stores close
         finally:
             self.records.close()
             self.logs.close()
             self.store.close()
+            self.database.close()
             os.close(self._lock_fd)
 
     def __enter__(self) -> Platform:
@@ -121,6 +150,12 @@ class LocalClient(Client):
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self._registry = platform.registry
+        self.queues = platform.queues
+        self.objects = platform.objects
+        self.triggers = platform.triggers
+        self.schedules = platform.schedules
+        self.alarms = platform.alarms
+        self.metrics = platform.metrics
 
     def deploy(
         self,
@@ -193,6 +228,56 @@ class LocalClient(Client):
             except TypeError as exc:
                 raise InvalidParameterError(f"payload is not JSON-serializable: {exc}") from None
         return self.platform.invoker.invoke(name, raw, qualifier)
+
+    def invoke_async(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        qualifier: str | None = None,
+        raw: bytes | None = None,
+    ) -> str:
+        if raw is None:
+            try:
+                raw = orjson.dumps(payload)
+            except TypeError as exc:
+                raise InvalidParameterError(f"payload is not JSON-serializable: {exc}") from None
+        return self.platform.async_invoker.invoke(name, raw, qualifier)
+
+    def put_async_config(
+        self,
+        name: str,
+        *,
+        qualifier: str | None = None,
+        max_retries: int | None = None,
+        max_event_age_s: int | None = None,
+        on_success: str | None = None,
+        on_failure: str | None = None,
+    ) -> dict[str, Any]:
+        return self.platform.async_invoker.put_config(
+            name, qualifier, max_retries=max_retries, max_event_age_s=max_event_age_s,
+            on_success=on_success, on_failure=on_failure,
+        )
+
+    def get_async_config(self, name: str, *, qualifier: str | None = None) -> dict[str, Any]:
+        return self.platform.async_invoker.get_config(name, qualifier)
+
+    def delete_async_config(self, name: str, *, qualifier: str | None = None) -> None:
+        self.platform.async_invoker.delete_config(name, qualifier)
+
+    def set_function_url(
+        self, name: str, *, qualifier: str | None = None, auth: str = "none"
+    ) -> dict[str, Any]:
+        return self.platform.function_urls.set(name, qualifier, auth=auth)
+
+    def get_function_url(self, name: str, *, qualifier: str | None = None) -> dict[str, Any]:
+        return self.platform.function_urls.get(name, qualifier)
+
+    def delete_function_url(self, name: str, *, qualifier: str | None = None) -> None:
+        self.platform.function_urls.delete(name, qualifier)
+
+    def list_function_urls(self) -> list[dict[str, Any]]:
+        return self.platform.function_urls.list()
 
     def list_functions(self) -> list[dict[str, Any]]:
         return [v.to_dict() for v in self._registry.list_latest()]

@@ -12,11 +12,30 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from faasbox.api.alarms import Alarms
+from faasbox.api.metrics import Metrics
+from faasbox.api.objects import Objects
+from faasbox.api.queues import Queues
+from faasbox.api.schedules import Schedules
+from faasbox.api.triggers import Triggers
 from faasbox.model import InvocationRecord, InvokeResult
 
 
 class Client(abc.ABC):
-    """The faasbox API. Function dicts are JSON-ready (see ``FunctionVersion.to_dict``)."""
+    """The faasbox API. Function dicts are JSON-ready (see ``FunctionVersion.to_dict``).
+
+    Functions are methods of the client; every other resource is an attribute with
+    its own interface (``faasbox.api``): ``queues``, ``objects`` (buckets, objects and
+    their notifications), ``triggers`` (queue -> function mappings), ``schedules``,
+    ``alarms`` and ``metrics``.
+    """
+
+    queues: Queues
+    objects: Objects
+    triggers: Triggers
+    schedules: Schedules
+    alarms: Alarms
+    metrics: Metrics
 
     @abc.abstractmethod
     def deploy(
@@ -83,6 +102,61 @@ class Client(abc.ABC):
         any JSON value (or give ``raw`` JSON bytes). A handler failure is not raised: it
         comes back with ``function_error`` set. Raises TooManyRequestsError (throttled),
         PayloadTooLargeError, InvalidParameterError (payload not JSON), NotFoundError."""
+
+    @abc.abstractmethod
+    def invoke_async(
+        self, name: str, payload: Any = None, *, qualifier: str | None = None,
+        raw: bytes | None = None,
+    ) -> str:
+        """Accept an event for the function and return its request id at once (Lambda's
+        ``InvocationType=Event``, HTTP 202). The event is durable when this returns; it
+        runs from an internal queue with the function's async config (retries, maximum
+        event age, destinations). Raises PayloadTooLargeError (over 256 KB),
+        InvalidParameterError, NotFoundError."""
+
+    @abc.abstractmethod
+    def put_async_config(
+        self,
+        name: str,
+        *,
+        qualifier: str | None = None,
+        max_retries: int | None = None,
+        max_event_age_s: int | None = None,
+        on_success: str | None = None,
+        on_failure: str | None = None,
+    ) -> dict[str, Any]:
+        """Set how async events of the function (or of one qualifier) are handled:
+        ``max_retries`` 0-2 (default 2), ``max_event_age_s`` 60-21600 (default 21600),
+        destinations ``queue:NAME`` or ``function:NAME[:QUALIFIER]`` ("" removes one).
+        Returns the config."""
+
+    @abc.abstractmethod
+    def get_async_config(self, name: str, *, qualifier: str | None = None) -> dict[str, Any]:
+        """The async config in force (the defaults when none was set)."""
+
+    @abc.abstractmethod
+    def delete_async_config(self, name: str, *, qualifier: str | None = None) -> None:
+        """Go back to the default async config."""
+
+    @abc.abstractmethod
+    def set_function_url(
+        self, name: str, *, qualifier: str | None = None, auth: str = "none"
+    ) -> dict[str, Any]:
+        """Give the function (or ``name:qualifier``) an HTTP endpoint at
+        ``/fn/{name}[:{qualifier}][/{path}]`` with auth ``none`` or ``platform``.
+        Returns ``{"function", "qualifier", "auth", "url"}``."""
+
+    @abc.abstractmethod
+    def get_function_url(self, name: str, *, qualifier: str | None = None) -> dict[str, Any]:
+        """The function's URL config. Raises NotFoundError when it has none."""
+
+    @abc.abstractmethod
+    def delete_function_url(self, name: str, *, qualifier: str | None = None) -> None:
+        """Remove the function's URL; ``/fn/{name}`` answers 404 afterwards."""
+
+    @abc.abstractmethod
+    def list_function_urls(self) -> list[dict[str, Any]]:
+        """Every function URL config, sorted by function and qualifier."""
 
     @abc.abstractmethod
     def list_functions(self) -> list[dict[str, Any]]:

@@ -8,7 +8,21 @@ from typing import Annotated
 import typer
 
 import faasbox
-from faasbox.cli import common, dev, functions, invoke, logs, server
+from faasbox.cli import (
+    alarms,
+    common,
+    dev,
+    functions,
+    invoke,
+    logs,
+    metrics,
+    objects,
+    queues,
+    schedules,
+    server,
+    triggers,
+    urls,
+)
 from faasbox.errors import FaasboxError
 
 app = typer.Typer(
@@ -45,7 +59,8 @@ def _options(
     ctx.obj = common.Options(endpoint=endpoint)
 
 
-for module in (server, functions, invoke, logs, dev):
+for module in (server, functions, invoke, logs, dev, queues, objects, triggers, schedules,
+               metrics, alarms, urls):
     module.register(app)
 
 

@@ -19,7 +19,20 @@ import faasbox
 from faasbox.config import Limits, Settings
 from faasbox.errors import ConflictError
 from faasbox.sdk import Client
-from faasbox.server import errors, functions, invoke, logs, manifest
+from faasbox.server import (
+    alarms,
+    errors,
+    functions,
+    invoke,
+    logs,
+    manifest,
+    metrics,
+    objects,
+    queues,
+    schedules,
+    triggers,
+    urls,
+)
 
 if TYPE_CHECKING:
     from faasbox.platform import Platform
@@ -52,6 +65,8 @@ def create_app(
     app.include_router(functions.router)
     app.include_router(invoke.router)
     app.include_router(logs.router)
+    for module in (queues, objects, triggers, schedules, metrics, alarms, urls):
+        app.include_router(module.router)
     return app
 
 

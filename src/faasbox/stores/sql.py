@@ -7,15 +7,13 @@ read-then-upgrade and fail with "database is locked"; readers never block writer
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from faasbox.errors import (
     AliasNotFoundError,
@@ -32,6 +30,7 @@ from faasbox.model import (
     InvocationRecord,
     Status,
 )
+from faasbox.stores.database import Database
 from faasbox.stores.state import StateStore
 
 metadata = sa.MetaData()
@@ -110,48 +109,13 @@ def _version_text(number: int) -> str:
 class SqlStateStore(StateStore):
     """State in a SQL database through SQLAlchemy Core."""
 
-    def __init__(self, url: str) -> None:
-        self._sqlite = url.startswith("sqlite")
-        self._local = threading.local()
-        kwargs: dict[str, Any] = {}
-        if self._sqlite:
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        self.engine: Engine = sa.create_engine(url, **kwargs)
-        if self._sqlite:
-            sa.event.listen(self.engine, "connect", self._on_connect)
-            sa.event.listen(self.engine, "begin", self._on_begin)
-        metadata.create_all(self.engine)
+    def __init__(self, database: Database | str) -> None:
+        self.db = Database(database) if isinstance(database, str) else database
+        self._owns_db = isinstance(database, str)
+        self.db.create(metadata)
+        self._write = self.db.write
+        self._read = self.db.read
         self._insert_record = invocations.insert()
-        self._closed = False
-
-    # SQLite: let SQLAlchemy own transactions, and begin writes IMMEDIATE.
-    @staticmethod
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    def _on_begin(self, conn: Connection) -> None:
-        mode = "IMMEDIATE" if getattr(self._local, "write", False) else "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        self._local.write = True
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        finally:
-            self._local.write = False
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            yield conn
 
     # -- functions and versions ---------------------------------------------------
 
@@ -442,9 +406,8 @@ class SqlStateStore(StateStore):
         return out
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.engine.dispose()
+        if self._owns_db:
+            self.db.close()
 
 
 class _RowView:

@@ -8,12 +8,13 @@ against ``faasbox.local()`` behaves the same against ``faasbox.connect(url)``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import re
 import stat
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -69,6 +70,19 @@ class RemoteClient(Client):
             timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
             trust_env=not loopback,  # a proxy from the environment never serves loopback
         )
+        from faasbox.remote.alarms import RemoteAlarms
+        from faasbox.remote.metrics import RemoteMetrics
+        from faasbox.remote.objects import RemoteObjects
+        from faasbox.remote.queues import RemoteQueues
+        from faasbox.remote.schedules import RemoteSchedules
+        from faasbox.remote.triggers import RemoteTriggers
+
+        self.queues = RemoteQueues(self)
+        self.objects = RemoteObjects(self)
+        self.triggers = RemoteTriggers(self)
+        self.schedules = RemoteSchedules(self)
+        self.alarms = RemoteAlarms(self)
+        self.metrics = RemoteMetrics(self)
 
     # -- transport -------------------------------------------------------------------
 
@@ -93,6 +107,29 @@ class RemoteClient(Client):
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._request(method, path, **kwargs).json()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One HTTP call (httpx keyword arguments); an error answer raises the faasbox
+        error the server raised. For the resource clients of :mod:`faasbox.remote`."""
+        return self._request(method, path, **kwargs)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """``request`` and decode the JSON answer."""
+        return self._request(method, path, **kwargs).json()
+
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A streamed answer (read it with ``iter_bytes``); errors raise as ``request``."""
+        try:
+            with self._http.stream(method, path, **kwargs) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                yield response
+        except httpx.ConnectError as exc:
+            raise errors.ServerUnavailableError(
+                f"no faasbox server answers at {self.url}: {START_HINT}"
+            ) from exc
 
     # -- functions -------------------------------------------------------------------
 
@@ -199,6 +236,46 @@ class RemoteClient(Client):
             log=base64.b64decode(tail).decode(errors="replace") if tail else "",
         )
 
+    # -- async invoke and function URLs (owner: async/URL work) ---------------------
+
+    def invoke_async(
+        self, name: str, payload: Any = None, *, qualifier: str | None = None,
+        raw: bytes | None = None,
+    ) -> str:
+        raise NotImplementedError
+
+    def put_async_config(
+        self,
+        name: str,
+        *,
+        qualifier: str | None = None,
+        max_retries: int | None = None,
+        max_event_age_s: int | None = None,
+        on_success: str | None = None,
+        on_failure: str | None = None,
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def get_async_config(self, name: str, *, qualifier: str | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def delete_async_config(self, name: str, *, qualifier: str | None = None) -> None:
+        raise NotImplementedError
+
+    def set_function_url(
+        self, name: str, *, qualifier: str | None = None, auth: str = "none"
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def get_function_url(self, name: str, *, qualifier: str | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def delete_function_url(self, name: str, *, qualifier: str | None = None) -> None:
+        raise NotImplementedError
+
+    def list_function_urls(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
     # -- observe ---------------------------------------------------------------------
 
     def logs(
@@ -268,6 +345,8 @@ def _not_found(message: str) -> errors.NotFoundError:
         return errors.AliasNotFoundError(function, qualifier)
     if kind == "Invocation":
         return errors.InvocationNotFoundError(name)
+    if kind in errors.NOT_FOUND_BY_KIND:
+        return errors.NOT_FOUND_BY_KIND[kind](name)
     return errors.NotFoundError(kind, name, message)
 
 

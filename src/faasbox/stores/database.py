@@ -1,0 +1,80 @@
+"""One SQL database shared by every state adapter (registry, queues, schedules...).
+
+:class:`Database` owns the SQLAlchemy engine and the transaction discipline; the
+adapters in :mod:`faasbox.stores` each define their tables and take a ``Database``, so
+that a change spanning two of them (acknowledge a message and record its effect) can
+be one transaction through :meth:`Database.write`.
+
+On SQLite (the default) the database runs in WAL mode and writes begin ``IMMEDIATE``:
+two writers never both read and then try to upgrade their lock (which fails with
+"database is locked"), and readers never block writers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+
+class Database:
+    """An engine plus ``write()`` / ``read()`` transactions. Thread-safe."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sqlite = url.startswith("sqlite")
+        self._local = threading.local()
+        kwargs: dict[str, Any] = {}
+        if self.sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.engine: Engine = sa.create_engine(url, **kwargs)
+        if self.sqlite:
+            sa.event.listen(self.engine, "connect", self._on_connect)
+            sa.event.listen(self.engine, "begin", self._on_begin)
+        self._closed = False
+
+    # SQLite: let SQLAlchemy own transactions, and begin writes IMMEDIATE.
+    @staticmethod
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    def _on_begin(self, conn: Connection) -> None:
+        mode = "IMMEDIATE" if getattr(self._local, "write", False) else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    def create(self, metadata: sa.MetaData) -> None:
+        """Create the tables of ``metadata`` that do not exist yet."""
+        metadata.create_all(self.engine)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises.
+        Nested use on one thread is not supported (pass the connection down instead)."""
+        self._local.write = True
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        finally:
+            self._local.write = False
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only snapshot (a deferred transaction on SQLite)."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self.engine.dispose()
