@@ -116,6 +116,11 @@ class Settings:
             values["home"] = Path(values["home"])
         return cls(**values)
 
+    @property
+    def objects_path(self) -> Path:
+        """The folder object store's root: ``objects_dir``, else ``<home>/objects``."""
+        return Path(self.objects_dir) if self.objects_dir else Path(self.home) / "objects"
+
     def __post_init__(self) -> None:
         if not self.endpoint:
             host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host

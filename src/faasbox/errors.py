@@ -152,6 +152,13 @@ class AlarmNotFoundError(NotFoundError):
         super().__init__("Alarm", name)
 
 
+class FunctionUrlNotFoundError(NotFoundError):
+    """Raised when a function (or ``function:qualifier``) has no URL config."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("FunctionUrl", name)
+
+
 #: NotFoundError classes by ``kind``, so the remote client raises the class the server did.
 NOT_FOUND_BY_KIND: dict[str, Callable[[str], NotFoundError]] = {
     "Queue": QueueNotFoundError,
@@ -161,6 +168,7 @@ NOT_FOUND_BY_KIND: dict[str, Callable[[str], NotFoundError]] = {
     "Notification": NotificationNotFoundError,
     "Schedule": ScheduleNotFoundError,
     "Alarm": AlarmNotFoundError,
+    "FunctionUrl": FunctionUrlNotFoundError,
 }
 
 
@@ -197,6 +205,22 @@ class BucketNotEmptyError(ConflictError):
     """Raised when deleting a bucket that still holds objects."""
 
     code = "BucketNotEmpty"
+
+
+class UnauthorizedError(FaasboxError):
+    """Raised when a request that needs the platform's credentials carries none (a
+    function URL with auth ``platform`` called without a bearer token)."""
+
+    code = "UnauthorizedException"
+    http_status = 401
+
+
+class ForbiddenError(FaasboxError):
+    """Raised when a request's credentials are wrong for what it asks (a function URL
+    with auth ``platform`` called with another token)."""
+
+    code = "AccessDeniedException"
+    http_status = 403
 
 
 class TooManyRequestsError(FaasboxError):
@@ -245,5 +269,7 @@ BY_CODE: dict[str, type[FaasboxError]] = {
         PreconditionFailedError,
         InvalidRangeError,
         BucketNotEmptyError,
+        UnauthorizedError,
+        ForbiddenError,
     )
 }

@@ -68,21 +68,30 @@ class Invoker:
             self._specs.pop(revision, None)
 
     def invoke(
-        self, name: str, event: bytes, qualifier: str | None = None
+        self, name: str, event: bytes, qualifier: str | None = None, *,
+        attempt_of: tuple[str, int] | None = None,
     ) -> InvokeResult:
+        """Run one call and record it. ``attempt_of`` is (async request id, attempt
+        number) when the call is an attempt of an async invocation: its record says so.
+        Raises TooManyRequestsError (throttled; recorded), ServiceUnavailableError
+        (shutting down; not recorded), PayloadTooLargeError, InvalidParameterError,
+        NotFoundError."""
         with self._calls:
             if self._closing:
                 raise ServiceUnavailableError("the platform is shutting down")
             self._in_flight += 1
         try:
-            return self._invoke(name, event, qualifier)
+            return self._invoke(name, event, qualifier, attempt_of)
         finally:
             with self._calls:
                 self._in_flight -= 1
                 if self._in_flight == 0:
                     self._calls.notify_all()
 
-    def _invoke(self, name: str, event: bytes, qualifier: str | None) -> InvokeResult:
+    def _invoke(
+        self, name: str, event: bytes, qualifier: str | None,
+        attempt_of: tuple[str, int] | None,
+    ) -> InvokeResult:
         limit = self._settings.limits.sync_payload_bytes
         if len(event) > limit:
             raise PayloadTooLargeError(
@@ -113,17 +122,17 @@ class Invoker:
         except TooManyRequestsError as exc:
             throttled = self._record(name, qualifier, version, request_id, started,
                                      Status.THROTTLED, error_type=exc.code,
-                                     error_message=exc.message)
+                                     error_message=exc.message, attempt_of=attempt_of)
             self._records.add(throttled)
             raise
         except Exception as exc:  # the node could not run it at all: still one record
             failed = self._record(name, qualifier, version, request_id, started, Status.CRASH,
                                   error_type=getattr(exc, "code", type(exc).__name__),
-                                  error_message=str(exc))
+                                  error_message=str(exc), attempt_of=attempt_of)
             self._records.add(failed)
             raise
         outcome = self._check_response_size(outcome)
-        return self._finish(name, qualifier, version, request_id, started, outcome)
+        return self._finish(name, qualifier, version, request_id, started, outcome, attempt_of)
 
     def _check_response_size(self, outcome: Outcome) -> Outcome:
         limit = self._settings.limits.sync_payload_bytes
@@ -152,6 +161,7 @@ class Invoker:
         request_id: str,
         started: float,
         outcome: Outcome,
+        attempt_of: tuple[str, int] | None,
     ) -> InvokeResult:
         record = self._record(
             name, qualifier, version, request_id, started, outcome.status,
@@ -160,6 +170,7 @@ class Invoker:
             init_duration_ms=outcome.init_duration_ms,
             error_type=outcome.error_type,
             error_message=outcome.error_message,
+            attempt_of=attempt_of,
         )
         text = frame(record, outcome.output)
         log_file, offset, length = self._logs.append(name, text)
@@ -186,7 +197,9 @@ class Invoker:
         init_duration_ms: float | None = None,
         error_type: str | None = None,
         error_message: str | None = None,
+        attempt_of: tuple[str, int] | None = None,
     ) -> InvocationRecord:
+        async_request_id, attempt = attempt_of if attempt_of is not None else (None, None)
         return InvocationRecord(
             request_id=request_id,
             function=name,
@@ -201,6 +214,8 @@ class Invoker:
             init_duration_ms=round(init_duration_ms, 3) if init_duration_ms is not None else None,
             error_type=error_type,
             error_message=error_message,
+            async_request_id=async_request_id,
+            attempt=attempt,
         )
 
     def _spec(self, version: FunctionVersion) -> SandboxSpec:

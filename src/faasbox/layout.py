@@ -17,6 +17,10 @@ class Layout:
     ``logs/<function>.log``     framed invocation logs; records hold offsets into them
     ``sandboxes/<id>/``         each live sandbox's working dir, ``/tmp`` and raw output
     ``tmp/``                    staging for atomic writes (same filesystem as the above)
+    ``objects/``                the folder object store (unless ``objects_dir`` says else)
+    ``runtime-lib/faasbox``     a link to the faasbox package, the one library sandboxes
+                                may import besides the stdlib (its stdlib-only modules:
+                                ``faasbox.handlers`` and the folder object store)
     """
 
     home: Path
@@ -59,6 +63,14 @@ class Layout:
 
     def sandbox(self, sandbox_id: str) -> Path:
         return self.sandboxes / sandbox_id
+
+    @property
+    def objects(self) -> Path:
+        return self.home / "objects"
+
+    @property
+    def runtime_lib(self) -> Path:
+        return self.home / "runtime-lib"
 
     @property
     def staging(self) -> Path:

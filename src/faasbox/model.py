@@ -297,6 +297,10 @@ class InvocationRecord:
     error_message: str | None = None
     log_offset: int = 0
     log_length: int = 0
+    #: For an attempt of an async invocation: the request id the caller got back (202),
+    #: shared by every attempt of that event, and this attempt's number (from 1).
+    async_request_id: str | None = None
+    attempt: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -313,6 +317,8 @@ class InvocationRecord:
             "init_duration_ms": self.init_duration_ms,
             "error_type": self.error_type,
             "error_message": self.error_message,
+            "async_request_id": self.async_request_id,
+            "attempt": self.attempt,
         }
 
     @classmethod
@@ -331,6 +337,8 @@ class InvocationRecord:
             init_duration_ms=data.get("init_duration_ms"),
             error_type=data.get("error_type"),
             error_message=data.get("error_message"),
+            async_request_id=data.get("async_request_id"),
+            attempt=data.get("attempt"),
         )
 
 

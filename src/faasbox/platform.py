@@ -40,6 +40,7 @@ class Platform:
         self._lock_fd = _lock_home(self.layout.home)
         try:
             _clear_leftovers(self.layout)
+            _link_runtime_lib(self.layout)
             self.database = Database(settings.database_url or f"sqlite:///{self.layout.state_db}")
             self.store = SqlStateStore(self.database)
             self.logs = LogStore(self.layout)
@@ -131,6 +132,21 @@ def _lock_home(home: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def _link_runtime_lib(layout: Layout) -> None:
+    """Point ``runtime-lib/faasbox`` at this faasbox package: sandboxes append that folder
+    to their path, so function code can ``import faasbox.handlers`` (stdlib-only modules)
+    without the control plane's other dependencies."""
+    package = Path(__file__).resolve().parent
+    layout.runtime_lib.mkdir(exist_ok=True)
+    link = layout.runtime_lib / "faasbox"
+    if link.is_symlink() and Path(os.readlink(link)) == package:
+        return
+    staged = layout.runtime_lib / f".faasbox-{os.getpid()}"
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(package, target_is_directory=True)
+    os.replace(staged, link)
 
 
 def _clear_leftovers(layout: Layout) -> None:

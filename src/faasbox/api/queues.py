@@ -10,6 +10,7 @@ text (up to the queue's ``max_message_bytes``, 256 KB by default).
 from __future__ import annotations
 
 import abc
+import builtins
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +103,7 @@ class Queues(abc.ABC):
         QueueNotFoundError."""
 
     @abc.abstractmethod
-    def list(self, prefix: str | None = None) -> list[dict[str, Any]]:
+    def list(self, prefix: str | None = None) -> builtins.list[dict[str, Any]]:
         """Queues (as ``get``), sorted by name, optionally those starting with ``prefix``."""
 
     @abc.abstractmethod
@@ -127,7 +128,7 @@ class Queues(abc.ABC):
         InvalidParameterError for an empty or oversized body."""
 
     @abc.abstractmethod
-    def send_batch(self, name: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    def send_batch(self, name: str, entries: builtins.list[dict[str, Any]]) -> dict[str, Any]:
         """Enqueue 1-10 messages in one transaction. Each entry: ``id`` (unique in the
         batch), ``body``, optional ``delay_s`` and ``message_attributes``. Returns
         ``{"successful": [{"id", "message_id", "md5_of_body"}], "failed": [{"id",
@@ -142,7 +143,7 @@ class Queues(abc.ABC):
         max_messages: int = 1,
         wait_s: int | None = None,
         visibility_timeout_s: int | None = None,
-    ) -> list[Message]:
+    ) -> builtins.list[Message]:
         """Up to ``max_messages`` (1-10) visible messages, made invisible for
         ``visibility_timeout_s`` (default: the queue's). With ``wait_s`` (0-20, default
         the queue's ``receive_wait_s``) wait until one is available or the time is up,
@@ -156,7 +157,7 @@ class Queues(abc.ABC):
         or is gone)."""
 
     @abc.abstractmethod
-    def delete_batch(self, name: str, entries: list[dict[str, str]]) -> dict[str, Any]:
+    def delete_batch(self, name: str, entries: builtins.list[dict[str, str]]) -> dict[str, Any]:
         """Delete 1-10 messages: entries ``{"id", "receipt_handle"}``. Returns
         ``{"successful": [{"id"}], "failed": [{"id", "code", "message"}]}``."""
 

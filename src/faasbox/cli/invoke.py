@@ -40,10 +40,29 @@ def invoke(
         str | None, typer.Option("--payload", "-p", help="The event: JSON, or @FILE (@- stdin).")
     ] = None,
     log: Annotated[bool, typer.Option("--log", help="Also print the framed log.")] = False,
+    run_async: Annotated[
+        bool,
+        typer.Option("--async", help="Queue the event and print its request id at once "
+                     "(retries and destinations: `faasbox async-config`)."),
+    ] = False,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Invoke a function synchronously and print its result (exit 1 on a function error)."""
     raw = read_payload(payload)
+    if run_async:
+        if log:
+            raise InvalidParameterError(
+                "--log needs a synchronous call; read an async call's attempts with "
+                "`faasbox logs NAME --request-id ID`"
+            )
+        with common.client(ctx) as client:
+            request_id = client.invoke_async(name, raw=raw)
+        if as_json:
+            common.print_json({"request_id": request_id, "status": 202})
+        else:
+            sys.stdout.write(request_id + "\n")
+            sys.stdout.flush()
+        return
     with common.client(ctx) as client:
         result = client.invoke(name, raw=raw)
         text = client.logs(common.base_name(name), request_id=result.request_id) if log else ""

@@ -112,7 +112,8 @@ def records(
     limit: LimitOpt = 20,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """List invocation records, newest first."""
+    """List invocation records, newest first (``--request-id`` of an async invocation
+    lists each of its attempts)."""
     with common.client(ctx) as client:
         found = client.records(
             common.base_name(name) if name else None, request_id=request_id, limit=limit
@@ -124,6 +125,9 @@ def records(
     errors = any(r.error_type for r in found)
     if not errors:
         columns.pop()
+    attempts = any(r.attempt for r in found)  # async invocations: one record per attempt
+    if attempts:
+        columns.insert(1, "ATTEMPT")
     if name is None:
         columns.insert(1, "FUNCTION")
     grid = common.table(*columns)
@@ -138,6 +142,8 @@ def records(
         ]
         if errors:
             row.append(r.error_type or "")
+        if attempts:
+            row.insert(1, f"{r.attempt} of {r.async_request_id}" if r.attempt else "-")
         if name is None:
             row.insert(1, r.function)
         grid.add_row(*row)

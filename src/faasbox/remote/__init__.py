@@ -238,11 +238,24 @@ class RemoteClient(Client):
 
     # -- async invoke and function URLs (owner: async/URL work) ---------------------
 
+    @staticmethod
+    def _qualifier_param(qualifier: str | None) -> dict[str, str] | None:
+        return {"qualifier": qualifier} if qualifier is not None else None
+
     def invoke_async(
         self, name: str, payload: Any = None, *, qualifier: str | None = None,
         raw: bytes | None = None,
     ) -> str:
-        raise NotImplementedError
+        if raw is None:
+            raw = _dumps(payload)
+        response = self._request(
+            "POST",
+            _fn(name) + "/invoke",
+            content=raw,
+            params=self._qualifier_param(qualifier),
+            headers={"content-type": "application/json", "x-amz-invocation-type": "Event"},
+        )
+        return response.headers.get("x-amzn-requestid", "")
 
     def put_async_config(
         self,
@@ -254,27 +267,52 @@ class RemoteClient(Client):
         on_success: str | None = None,
         on_failure: str | None = None,
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        body = {
+            key: value
+            for key, value in (
+                ("max_retries", max_retries),
+                ("max_event_age_s", max_event_age_s),
+                ("on_success", on_success),
+                ("on_failure", on_failure),
+            )
+            if value is not None
+        }
+        result: dict[str, Any] = self._json(
+            "PUT", _fn(name) + "/async-config", json=body, params=self._qualifier_param(qualifier)
+        )
+        return result
 
     def get_async_config(self, name: str, *, qualifier: str | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+        result: dict[str, Any] = self._json(
+            "GET", _fn(name) + "/async-config", params=self._qualifier_param(qualifier)
+        )
+        return result
 
     def delete_async_config(self, name: str, *, qualifier: str | None = None) -> None:
-        raise NotImplementedError
+        self._request(
+            "DELETE", _fn(name) + "/async-config", params=self._qualifier_param(qualifier)
+        )
 
     def set_function_url(
         self, name: str, *, qualifier: str | None = None, auth: str = "none"
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        result: dict[str, Any] = self._json(
+            "PUT", _fn(name) + "/url", json={"auth": auth}, params=self._qualifier_param(qualifier)
+        )
+        return result
 
     def get_function_url(self, name: str, *, qualifier: str | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+        result: dict[str, Any] = self._json(
+            "GET", _fn(name) + "/url", params=self._qualifier_param(qualifier)
+        )
+        return result
 
     def delete_function_url(self, name: str, *, qualifier: str | None = None) -> None:
-        raise NotImplementedError
+        self._request("DELETE", _fn(name) + "/url", params=self._qualifier_param(qualifier))
 
     def list_function_urls(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        result: list[dict[str, Any]] = self._json("GET", "/v1/function-urls")["urls"]
+        return result
 
     # -- observe ---------------------------------------------------------------------
 

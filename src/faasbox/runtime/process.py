@@ -82,7 +82,14 @@ def sandbox_environment(settings: Settings, spec: SandboxSpec, sandbox_id: str,
         "LAMBDA_TASK_ROOT": str(spec.code_dir),
         "LAMBDA_RUNTIME_DIR": str(RUNTIME_DIR),
         "FAASBOX_ENDPOINT": settings.endpoint,
+        # Where faasbox.handlers.objects() finds this platform's object store.
+        "FAASBOX_OBJECT_STORE": settings.object_store,
     })
+    if settings.object_store == "folder":
+        env["FAASBOX_OBJECTS_DIR"] = str(settings.objects_path.resolve())
+    else:
+        env["FAASBOX_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+        env["FAASBOX_S3_BUCKET_PREFIX"] = settings.s3_bucket_prefix
     return env
 
 
@@ -346,6 +353,7 @@ class ProcessSandboxFactory(SandboxFactory):
             "handler": spec.handler,
             "code_dir": str(spec.code_dir),
             "layer_dir": str(spec.layer_dir) if spec.layer_dir else None,
+            "lib_dir": str(self.layout.runtime_lib),
             "work_dir": str(directory / "work"),
             "output": str(directory / "output"),
             "cgroup_join": memory.join_path,

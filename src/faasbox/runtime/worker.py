@@ -156,6 +156,8 @@ def main(sock: socket.socket, reader: protocol.FrameReader, params: dict[str, An
     _enter_work_dir(params["work_dir"], params["code_dir"])
     sys.path[:] = [p for p in (params["code_dir"], params.get("layer_dir")) if p]
     sys.path += stdlib_path
+    if params.get("lib_dir"):  # last: the function's own modules and layer win
+        sys.path.append(params["lib_dir"])
     sys.dont_write_bytecode = True  # code folders are read-only by convention
     level = params["env"].get("AWS_LAMBDA_LOG_LEVEL", "").upper()
     if level in _LEVELS:

@@ -1,8 +1,11 @@
-"""Synchronous invoke: ``POST /v1/functions/{name}/invoke``, as Lambda's Invoke API.
+"""Invoke: ``POST /v1/functions/{name}/invoke``, as Lambda's Invoke API, and the async
+config routes ``/v1/functions/{name}/async-config``.
 
 The body is the event as raw JSON (empty means ``null``); the answer is the handler's
 JSON with ``X-Amz-Function-Error``, ``X-Amz-Executed-Version``, ``X-Amzn-RequestId`` and,
 for ``X-Amz-Log-Type: Tail``, ``X-Amz-Log-Result`` (base64 of the log's last 4 KB).
+With ``X-Amz-Invocation-Type: Event`` the event is queued durably and the answer is
+202 with ``X-Amzn-RequestId`` at once (docs/async.md).
 
 Invocations run in worker threads of their own (:class:`InvocationSlots`), apart from
 the thread pool of the other routes: long calls never hold up listing, logs or
@@ -14,14 +17,16 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
-from faasbox.errors import PayloadTooLargeError, TooManyRequestsError
+from faasbox.errors import InvalidParameterError, PayloadTooLargeError, TooManyRequestsError
 from faasbox.sdk import Client
+from faasbox.server.deps import ClientDep
 
 T = TypeVar("T")
 
@@ -66,12 +71,10 @@ class InvocationSlots:
 
 
 def _too_large(size: int | str, limit: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(
-        f"request payload of {size} bytes exceeds the {limit}-byte limit for sync invoke"
-    )
+    return PayloadTooLargeError(f"request payload of {size} bytes exceeds the {limit}-byte limit")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -95,9 +98,22 @@ async def _read_body(request: Request, limit: int) -> bytes:
     },
 )
 async def invoke(name: str, request: Request, qualifier: str | None = None) -> Response:
-    """Run the function and wait for its result. ``name`` may be ``name:qualifier``."""
+    """Run the function and wait for its result (``X-Amz-Invocation-Type``
+    ``RequestResponse``, the default), or queue the event and answer 202 at once
+    (``Event``). ``name`` may be ``name:qualifier``."""
     client: Client = request.app.state.client
-    body = await _read_body(request, request.app.state.limits.sync_payload_bytes)
+    kind = request.headers.get("x-amz-invocation-type", "RequestResponse")
+    if kind == "Event":
+        body = await read_body(request, request.app.state.limits.async_payload_bytes)
+        request_id = await anyio.to_thread.run_sync(
+            partial(client.invoke_async, name, raw=body or b"null", qualifier=qualifier)
+        )
+        return Response(status_code=202, headers={"X-Amzn-RequestId": request_id})
+    if kind != "RequestResponse":
+        raise InvalidParameterError(
+            f"X-Amz-Invocation-Type {kind!r} must be RequestResponse or Event"
+        )
+    body = await read_body(request, request.app.state.limits.sync_payload_bytes)
     slots: InvocationSlots = request.app.state.invocation_slots
     result = await slots.run(partial(client.invoke, name, raw=body or b"null", qualifier=qualifier))
     headers = {
@@ -110,3 +126,41 @@ async def invoke(name: str, request: Request, qualifier: str | None = None) -> R
         tail = result.log.encode()[-LOG_TAIL_BYTES:]
         headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode()
     return Response(result.payload, media_type="application/json", headers=headers)
+
+
+class AsyncConfigBody(BaseModel):
+    """Fields of the async config to change; left out or null keeps the current value,
+    "" removes a destination."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_retries: int | None = Field(None, description="0-2, default 2")
+    max_event_age_s: int | None = Field(None, description="60-21600, default 21600")
+    on_success: str | None = Field(None, examples=["queue:done"])
+    on_failure: str | None = Field(None, examples=["function:on-error"])
+
+
+@router.put("/{name}/async-config")
+def put_async_config(
+    name: str, body: AsyncConfigBody, client: ClientDep, qualifier: str | None = None
+) -> dict[str, Any]:
+    """Set how async events of the function (or of one qualifier) are handled."""
+    return client.put_async_config(
+        name, qualifier=qualifier, max_retries=body.max_retries,
+        max_event_age_s=body.max_event_age_s, on_success=body.on_success,
+        on_failure=body.on_failure,
+    )
+
+
+@router.get("/{name}/async-config")
+def get_async_config(name: str, client: ClientDep, qualifier: str | None = None
+                     ) -> dict[str, Any]:
+    """The async config in force (the defaults when none was set)."""
+    return client.get_async_config(name, qualifier=qualifier)
+
+
+@router.delete("/{name}/async-config", status_code=204)
+def delete_async_config(name: str, client: ClientDep, qualifier: str | None = None) -> Response:
+    """Go back to the default async config."""
+    client.delete_async_config(name, qualifier=qualifier)
+    return Response(status_code=204)

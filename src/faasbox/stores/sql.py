@@ -89,8 +89,31 @@ invocations = sa.Table(
     sa.Column("log_file", sa.Text, nullable=False, default=""),
     sa.Column("log_offset", sa.BigInteger, nullable=False, default=0),
     sa.Column("log_length", sa.Integer, nullable=False, default=0),
+    # Attempts of an async invocation share the request id the caller got (202).
+    sa.Column("async_request_id", sa.String(64)),
+    sa.Column("attempt", sa.Integer),
     sa.Index("ix_invocations_function_started", "function", "started_at"),
+    sa.Index("ix_invocations_async_request_id", "async_request_id"),
 )
+
+#: Columns added to ``invocations`` after its first release: (name, SQL type).
+_ADDED_COLUMNS = (("async_request_id", "VARCHAR(64)"), ("attempt", "INTEGER"))
+
+
+def _add_missing_columns(db: Database) -> None:
+    """Bring an ``invocations`` table made by an older faasbox up to date (``create_all``
+    adds missing tables, never missing columns)."""
+    present = {c["name"] for c in sa.inspect(db.engine).get_columns("invocations")}
+    missing = [(name, kind) for name, kind in _ADDED_COLUMNS if name not in present]
+    if not missing:
+        return
+    with db.write() as conn:
+        for name, kind in missing:
+            conn.exec_driver_sql(f"ALTER TABLE invocations ADD COLUMN {name} {kind}")
+        conn.exec_driver_sql(
+            "CREATE INDEX IF NOT EXISTS ix_invocations_async_request_id "
+            "ON invocations (async_request_id)"
+        )
 
 
 def _version_number(version: str) -> int:
@@ -113,6 +136,7 @@ class SqlStateStore(StateStore):
         self.db = Database(database) if isinstance(database, str) else database
         self._owns_db = isinstance(database, str)
         self.db.create(metadata)
+        _add_missing_columns(self.db)
         self._write = self.db.write
         self._read = self.db.read
         self._insert_record = invocations.insert()
@@ -388,8 +412,11 @@ class SqlStateStore(StateStore):
         query = sa.select(invocations)
         if function is not None:
             query = query.where(invocations.c.function == function)
-        if request_id is not None:
-            query = query.where(invocations.c.request_id == request_id)
+        if request_id is not None:  # one call, or every attempt of an async one
+            query = query.where(
+                (invocations.c.request_id == request_id)
+                | (invocations.c.async_request_id == request_id)
+            )
         if since is not None:
             query = query.where(invocations.c.started_at > since)
         if status is not None:
