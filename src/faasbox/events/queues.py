@@ -31,11 +31,9 @@ import builtins
 import hashlib
 import hmac
 import logging
-import re
 import struct
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -55,6 +53,13 @@ from faasbox.api.queues import (
 )
 from faasbox.errors import InvalidParameterError, InvalidReceiptHandleError
 from faasbox.events.dispatcher import Dispatcher, Driver
+from faasbox.events.queue_checks import (
+    bounded,
+    entry_ids,
+    new_message,
+    queue_name,
+    show,
+)
 from faasbox.model import ACCOUNT_ID, queue_arn
 from faasbox.stores.database import Database
 from faasbox.stores.queues import Claimed, Counts, NewMessage, QueueConfig, QueueStore
@@ -64,13 +69,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("faasbox.queues")
 
-QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
-ENTRY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
-ATTRIBUTE_NAME_RE = re.compile(r"^(?!\.)(?!.*\.\.)(?!.*\.$)[A-Za-z0-9_.-]{1,256}$")
-#: Characters SQS accepts in a body: #x9 #xA #xD, #x20-#xD7FF, #xE000-#xFFFD, astral.
-_BAD_CHAR_RE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-#: Message attributes per message (SQS: 10).
-ATTRIBUTES_MAX = 10
 #: ``receive_batch`` takes up to this many messages at once.
 RECEIVE_BATCH_MAX = 10_000
 MIN_MESSAGE_BYTES = 1024
@@ -134,7 +132,7 @@ class QueueService(Queues):
         max_receive_count: int | None = None,
     ) -> dict[str, Any]:
         config = self._checked(QueueConfig(
-            name=_queue_name(name), created_at=self._clock(),
+            name=queue_name(name), created_at=self._clock(),
             visibility_timeout_s=visibility_timeout_s, retention_s=retention_s,
             delay_s=delay_s,
             # the default follows a smaller operator limit instead of failing
@@ -149,7 +147,7 @@ class QueueService(Queues):
     def set_attributes(self, name: str, **attributes: Any) -> dict[str, Any]:
         """Change attributes (see :meth:`Queues.set_attributes`); an unknown name or a
         bad value raises InvalidParameterError and changes nothing."""
-        _queue_name(name)
+        queue_name(name)
         unknown = sorted(set(attributes) - set(_ATTRIBUTES))
         if unknown:
             raise InvalidParameterError(
@@ -167,7 +165,7 @@ class QueueService(Queues):
         return self._describe(config, self.store.counts(name, self._clock()))
 
     def get(self, name: str) -> dict[str, Any]:
-        config, counts = self.store.get(_queue_name(name), self._clock())
+        config, counts = self.store.get(queue_name(name), self._clock())
         return self._describe(config, counts)
 
     def list(self, prefix: str | None = None) -> builtins.list[dict[str, Any]]:
@@ -177,19 +175,19 @@ class QueueService(Queues):
                 for config, counts in self.store.all(self._clock(), prefix)]
 
     def delete(self, name: str) -> None:
-        self.store.delete(_queue_name(name))
+        self.store.delete(queue_name(name))
         with self._cond:  # its long polls wake and raise QueueNotFoundError
             self._generation[name] = self._generation.get(name, 0) + 1
             self._cond.notify_all()
 
     def purge(self, name: str) -> int:
-        return self.store.purge(_queue_name(name))
+        return self.store.purge(queue_name(name))
 
     def counts(self, name: str) -> dict[str, Any]:
         """``{"visible", "in_flight", "delayed", "oldest_age_s"}`` of the queue, from one
         aggregate query. Raises QueueNotFoundError."""
         now = self._clock()
-        return self.store.counts(_queue_name(name), now).to_dict(now)
+        return self.store.counts(queue_name(name), now).to_dict(now)
 
     def _describe(self, config: QueueConfig, counts: Counts) -> dict[str, Any]:
         return {**config.to_dict(), "arn": queue_arn(config.name),
@@ -197,21 +195,21 @@ class QueueService(Queues):
 
     def _checked(self, config: QueueConfig) -> QueueConfig:
         """``config`` if every attribute is in range, else InvalidParameterError."""
-        _bounded("visibility_timeout_s", config.visibility_timeout_s, 0,
+        bounded("visibility_timeout_s", config.visibility_timeout_s, 0,
                  VISIBILITY_TIMEOUT_MAX_S)
-        _bounded("retention_s", config.retention_s, RETENTION_MIN_S, RETENTION_MAX_S)
-        _bounded("delay_s", config.delay_s, 0, DELAY_MAX_S)
-        _bounded("max_message_bytes", config.max_message_bytes, MIN_MESSAGE_BYTES,
+        bounded("retention_s", config.retention_s, RETENTION_MIN_S, RETENTION_MAX_S)
+        bounded("delay_s", config.delay_s, 0, DELAY_MAX_S)
+        bounded("max_message_bytes", config.max_message_bytes, MIN_MESSAGE_BYTES,
                  self._bytes_limit)
-        _bounded("receive_wait_s", config.receive_wait_s, 0, RECEIVE_WAIT_MAX_S)
+        bounded("receive_wait_s", config.receive_wait_s, 0, RECEIVE_WAIT_MAX_S)
         dlq, count = config.dead_letter_queue, config.max_receive_count
         if (dlq is None) != (count is None):
             raise InvalidParameterError(
                 "a redrive policy needs both dead_letter_queue and max_receive_count"
             )
         if dlq is not None:
-            _queue_name(dlq, "dead_letter_queue")
-            _bounded("max_receive_count", count, 1, MAX_RECEIVE_COUNT_MAX)
+            queue_name(dlq, "dead_letter_queue")
+            bounded("max_receive_count", count, 1, MAX_RECEIVE_COUNT_MAX)
         return config
 
     # -- sending ---------------------------------------------------------------------
@@ -225,22 +223,22 @@ class QueueService(Queues):
         message_attributes: dict[str, Any] | None = None,
     ) -> dict[str, str]:
         def build(config: QueueConfig) -> builtins.list[NewMessage]:
-            return [_new_message(config, body, delay_s, message_attributes)]
+            return [new_message(config, body, delay_s, message_attributes)]
 
-        sent = self.store.insert(_queue_name(name), self._clock(), build)[0]
+        sent = self.store.insert(queue_name(name), self._clock(), build)[0]
         self._sent(name, [sent.delay_s])
         return {"message_id": sent.message_id, "md5_of_body": sent.md5}
 
     def send_batch(self, name: str, entries: builtins.list[dict[str, Any]]) -> dict[str, Any]:
-        _queue_name(name)
-        ids = _entry_ids(entries, {"id", "body", "delay_s", "message_attributes"})
+        queue_name(name)
+        ids = entry_ids(entries, {"id", "body", "delay_s", "message_attributes"})
         failed: builtins.list[dict[str, str]] = []
         good: builtins.list[tuple[str, NewMessage]] = []
 
         def build(config: QueueConfig) -> builtins.list[NewMessage]:
             for entry_id, entry in zip(ids, entries, strict=True):
                 try:
-                    new = _new_message(config, entry.get("body"), entry.get("delay_s"),
+                    new = new_message(config, entry.get("body"), entry.get("delay_s"),
                                        entry.get("message_attributes"))
                 except InvalidParameterError as exc:
                     failed.append({"id": entry_id, "code": exc.code, "message": exc.message})
@@ -268,12 +266,12 @@ class QueueService(Queues):
             made = []
             for index, body in enumerate(bodies):
                 try:
-                    made.append(_new_message(config, body, None, None))
+                    made.append(new_message(config, body, None, None))
                 except InvalidParameterError as exc:
                     raise InvalidParameterError(f"bodies[{index}]: {exc.message}") from None
             return made
 
-        sent = self.store.insert(_queue_name(name), self._clock(), build)
+        sent = self.store.insert(queue_name(name), self._clock(), build)
         self._sent(name, [new.delay_s for new in sent[:1]])
         return [new.message_id for new in sent]
 
@@ -295,9 +293,9 @@ class QueueService(Queues):
         wait_s: int | None = None,
         visibility_timeout_s: int | None = None,
     ) -> builtins.list[Message]:
-        _bounded("max_messages", max_messages, 1, BATCH_MAX)
+        bounded("max_messages", max_messages, 1, BATCH_MAX)
         if wait_s is not None:
-            _bounded("wait_s", wait_s, 0, RECEIVE_WAIT_MAX_S)
+            bounded("wait_s", wait_s, 0, RECEIVE_WAIT_MAX_S)
         return self._receive(name, max_messages, visibility_timeout_s,
                              None if wait_s is None else float(wait_s))
 
@@ -313,7 +311,7 @@ class QueueService(Queues):
         the same receive counts and dead-letter moves; ``wait_s`` (0-20, a float)
         defaults to no wait, not the queue's ``receive_wait_s``. All claimed in one
         transaction."""
-        _bounded("max_messages", max_messages, 1, RECEIVE_BATCH_MAX)
+        bounded("max_messages", max_messages, 1, RECEIVE_BATCH_MAX)
         if (not isinstance(wait_s, int | float) or isinstance(wait_s, bool)
                 or not 0 <= wait_s <= RECEIVE_WAIT_MAX_S):
             raise InvalidParameterError(
@@ -327,9 +325,9 @@ class QueueService(Queues):
     ) -> builtins.list[Message]:
         """Claim until messages come or ``wait_s`` (None: the queue's
         ``receive_wait_s``) ends, sleeping on the condition in between."""
-        _queue_name(name)
+        queue_name(name)
         if visibility_timeout_s is not None:
-            _bounded("visibility_timeout_s", visibility_timeout_s, 0, VISIBILITY_TIMEOUT_MAX_S)
+            bounded("visibility_timeout_s", visibility_timeout_s, 0, VISIBILITY_TIMEOUT_MAX_S)
         started = time.monotonic()
         while True:
             with self._cond:
@@ -372,13 +370,13 @@ class QueueService(Queues):
     # -- acknowledging ---------------------------------------------------------------
 
     def delete_message(self, name: str, receipt_handle: str) -> None:
-        key = self._parse(_queue_name(name), receipt_handle)
+        key = self._parse(queue_name(name), receipt_handle)
         if not self.store.delete_current(name, [key]):
             raise _stale(name)
 
     def delete_batch(self, name: str, entries: builtins.list[dict[str, str]]) -> dict[str, Any]:
-        _queue_name(name)
-        ids = _entry_ids(entries, {"id", "receipt_handle"})
+        queue_name(name)
+        ids = entry_ids(entries, {"id", "receipt_handle"})
         failed: builtins.list[dict[str, str]] = []
         keys: dict[str, tuple[int, int]] = {}
         for entry_id, entry in zip(ids, entries, strict=True):
@@ -400,7 +398,7 @@ class QueueService(Queues):
         """Delete many received messages in ONE transaction; returns the handles that
         were not current (forged or stale: nothing deleted for them).
         Raises QueueNotFoundError."""
-        _queue_name(name)
+        queue_name(name)
         keys = self._parse_many(name, handles)
         deleted = self.store.delete_current(name, [k for k in keys.values() if k is not None])
         return [h for h in handles if keys.get(h) not in deleted]
@@ -408,8 +406,8 @@ class QueueService(Queues):
     def change_visibility(
         self, name: str, receipt_handle: str, visibility_timeout_s: int
     ) -> None:
-        _bounded("visibility_timeout_s", visibility_timeout_s, 0, VISIBILITY_TIMEOUT_MAX_S)
-        key = self._parse(_queue_name(name), receipt_handle)
+        bounded("visibility_timeout_s", visibility_timeout_s, 0, VISIBILITY_TIMEOUT_MAX_S)
+        key = self._parse(queue_name(name), receipt_handle)
         until = self._clock() + visibility_timeout_s
         if not self.store.set_visible_at(name, [key], until):
             raise _stale(name)
@@ -421,8 +419,8 @@ class QueueService(Queues):
         """Make many received messages visible again after ``visibility_timeout_s``
         (0: now) in one transaction; handles that are not current are ignored.
         Raises QueueNotFoundError, InvalidParameterError for a bad timeout."""
-        _bounded("visibility_timeout_s", visibility_timeout_s, 0, VISIBILITY_TIMEOUT_MAX_S)
-        _queue_name(name)
+        bounded("visibility_timeout_s", visibility_timeout_s, 0, VISIBILITY_TIMEOUT_MAX_S)
+        queue_name(name)
         keys = [k for k in self._parse_many(name, handles).values() if k is not None]
         until = self._clock() + visibility_timeout_s
         if self.store.set_visible_at(name, keys, until):
@@ -435,9 +433,9 @@ class QueueService(Queues):
             self._hint(until)
 
     def redrive(self, dead_letter_queue: str, *, destination: str | None = None) -> int:
-        _queue_name(dead_letter_queue, "dead_letter_queue")
+        queue_name(dead_letter_queue, "dead_letter_queue")
         if destination is not None:
-            _queue_name(destination, "destination")
+            queue_name(destination, "destination")
         moved = self.store.redrive(dead_letter_queue, destination, self._clock())
         for queue in moved:
             self._notify(queue)
@@ -453,12 +451,12 @@ class QueueService(Queues):
     def _parse(self, name: str, handle: Any) -> tuple[int, int]:
         """``(seq, token)`` of a handle this platform signed for queue ``name``."""
         if not isinstance(handle, str) or len(handle) != 43:
-            raise InvalidReceiptHandleError(f"receipt handle {_show(handle)} is malformed")
+            raise InvalidReceiptHandleError(f"receipt handle {show(handle)} is malformed")
         try:
             data = base64.urlsafe_b64decode(handle + "=")
         except (binascii.Error, ValueError):
             raise InvalidReceiptHandleError(
-                f"receipt handle {_show(handle)} is malformed"
+                f"receipt handle {show(handle)} is malformed"
             ) from None
         raw, mac = data[:_HANDLE.size], data[_HANDLE.size:]
         good = hmac.new(self._key, name.encode() + b"\0" + raw, hashlib.sha256).digest()
@@ -466,7 +464,7 @@ class QueueService(Queues):
             mac, good[:_MAC_BYTES]
         ):
             raise InvalidReceiptHandleError(
-                f"receipt handle {_show(handle)} was not issued by queue {name}"
+                f"receipt handle {show(handle)} was not issued by queue {name}"
             )
         seq, token = _HANDLE.unpack(raw)
         return seq, token
@@ -481,7 +479,7 @@ class QueueService(Queues):
             except InvalidReceiptHandleError:
                 keys[handle] = None
             except TypeError:  # unhashable junk
-                raise InvalidParameterError(f"{_show(handle)} is not a receipt handle") from None
+                raise InvalidParameterError(f"{show(handle)} is not a receipt handle") from None
         return keys
 
     # -- notifications ---------------------------------------------------------------
@@ -572,112 +570,11 @@ class _VisibilityDriver(Driver):
         return now + (due - clock_now)
 
 
-def _new_message(
-    config: QueueConfig, body: Any, delay_s: Any, attributes: Any
-) -> NewMessage:
-    """A message for ``config``, or InvalidParameterError saying what is wrong."""
-    if not isinstance(body, str) or not body:
-        raise InvalidParameterError("message body must be a non-empty string")
-    bad = _BAD_CHAR_RE.search(body)
-    if bad is not None:
-        raise InvalidParameterError(
-            f"message body has a character SQS does not allow: U+{ord(bad.group()):04X} "
-            f"at offset {bad.start()}"
-        )
-    if delay_s is None:
-        delay_s = config.delay_s
-    _bounded("delay_s", delay_s, 0, DELAY_MAX_S)
-    size = len(body.encode()) + _attributes_size(attributes)
-    if size > config.max_message_bytes:
-        raise InvalidParameterError(
-            f"message is {size} bytes, over queue {config.name}'s max_message_bytes "
-            f"({config.max_message_bytes})"
-        )
-    return NewMessage(
-        message_id=str(uuid.uuid4()), body=body,
-        md5=hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
-        attributes=attributes or None, delay_s=delay_s,
-    )
-
-
-def _attributes_size(attributes: Any) -> int:
-    """Bytes of the message attributes (counted in the message size, as SQS does);
-    InvalidParameterError for a malformed one."""
-    if attributes is None:
-        return 0
-    if not isinstance(attributes, dict):
-        raise InvalidParameterError("message_attributes must be an object")
-    if len(attributes) > ATTRIBUTES_MAX:
-        raise InvalidParameterError(
-            f"{len(attributes)} message attributes, over the limit of {ATTRIBUTES_MAX}"
-        )
-    size = 0
-    for key, value in attributes.items():
-        if not isinstance(key, str) or not ATTRIBUTE_NAME_RE.match(key) or key.lower().startswith(
-            ("aws.", "amazon.")
-        ):
-            raise InvalidParameterError(f"invalid message attribute name {key!r}")
-        if not isinstance(value, dict) or not isinstance(value.get("DataType"), str):
-            raise InvalidParameterError(
-                f"message attribute {key}: expected {{'DataType': ..., 'StringValue': ...}}"
-            )
-        kind = value["DataType"]
-        field = "BinaryValue" if kind.startswith("Binary") else "StringValue"
-        if not kind.startswith(("String", "Number", "Binary")) or set(value) != {
-            "DataType", field
-        } or not isinstance(value[field], str):
-            raise InvalidParameterError(
-                f"message attribute {key}: DataType String, Number or Binary (optionally "
-                f"'.custom') with a string {field}"
-            )
-        size += len(key.encode()) + len(kind.encode()) + len(value[field].encode())
-    return size
-
-
-def _entry_ids(entries: Any, allowed: set[str]) -> list[str]:
-    """The ids of a 1-10 entry batch, or InvalidParameterError (nothing is done)."""
-    if not isinstance(entries, list) or not 1 <= len(entries) <= BATCH_MAX:
-        raise InvalidParameterError(f"a batch needs 1-{BATCH_MAX} entries")
-    ids = []
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or \
-                not ENTRY_ID_RE.match(entry["id"]):
-            raise InvalidParameterError(
-                f"batch entry {_show(entry)} needs an id of 1-80 letters, digits, '-' or '_'"
-            )
-        unknown = sorted(set(entry) - allowed)
-        if unknown:
-            raise InvalidParameterError(f"batch entry {entry['id']}: unknown fields {unknown}")
-        ids.append(entry["id"])
-    if len(set(ids)) != len(ids):
-        raise InvalidParameterError("batch entry ids must be distinct")
-    return ids
-
-
-def _queue_name(name: Any, what: str = "queue name") -> str:
-    if not isinstance(name, str) or not QUEUE_NAME_RE.match(name):
-        raise InvalidParameterError(
-            f"invalid {what} {name!r}: use 1-80 letters, digits, '-' or '_'"
-        )
-    return name
-
-
-def _bounded(what: str, value: Any, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InvalidParameterError(f"{what}={value!r} is out of range {low}-{high}")
-    return value
-
-
 def _stale(name: str) -> InvalidReceiptHandleError:
     return InvalidReceiptHandleError(
         f"receipt handle is no longer current for queue {name}: the message was received "
         "again or deleted"
     )
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def attach(platform: Platform) -> QueueService:
