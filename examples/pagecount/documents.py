@@ -52,11 +52,3 @@ def generate(folder: Path, count: int, *, seed: int = 7, prefix: str = "doc") ->
             (folder / f"{prefix}-{i:05d}.txt").write_bytes(text_document(pages, rng))
     return total
 
-
-def count_pages(name: str, data: bytes) -> int:
-    """Pages of one document: PDFs by pypdf, anything else by its form feeds."""
-    if name.endswith(".pdf"):
-        from pypdf import PdfReader
-
-        return len(PdfReader(io.BytesIO(data)).pages)
-    return data.count(b"\f") + 1

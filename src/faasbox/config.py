@@ -119,7 +119,7 @@ class Settings:
     @property
     def objects_path(self) -> Path:
         """The folder object store's root: ``objects_dir``, else ``<home>/objects``."""
-        return Path(self.objects_dir) if self.objects_dir else Path(self.home) / "objects"
+        return Path(self.objects_dir) if self.objects_dir else Path(self.home).resolve() / "objects"
 
     def __post_init__(self) -> None:
         if not self.endpoint:

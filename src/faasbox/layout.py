@@ -18,6 +18,7 @@ class Layout:
     ``sandboxes/<id>/``         each live sandbox's working dir, ``/tmp`` and raw output
     ``tmp/``                    staging for atomic writes (same filesystem as the above)
     ``objects/``                the folder object store (unless ``objects_dir`` says else)
+    ``s3-journal/``             the S3 adapter's journal of writes not yet announced
     ``runtime-lib/faasbox``     a link to the faasbox package, the one library sandboxes
                                 may import besides the stdlib (its stdlib-only modules:
                                 ``faasbox.handlers`` and the folder object store)
@@ -67,6 +68,10 @@ class Layout:
     @property
     def objects(self) -> Path:
         return self.home / "objects"
+
+    @property
+    def s3_journal(self) -> Path:
+        return self.home / "s3-journal"
 
     @property
     def runtime_lib(self) -> Path:

@@ -1,0 +1,524 @@
+"""The folder adapter of :class:`~faasbox.stores.objects.ObjectStore` (the default).
+
+Standard library only: function code in sandboxes (``python -I -S``) imports it to read
+and write objects without going through HTTP, while the control plane uses it too.
+
+Layout under ``root``::
+
+    index.db                 sqlite3 (WAL): buckets, the object index, the change feed
+    .tmp/<blob>              a put being written (streamed, MD5 computed on the way)
+    <bucket>/<b[:2]>/<blob>  object contents, one immutable file per put, unique name
+
+S3 keys are any UTF-8 text ("a", "a/b", "a//b", "../x"), which do not map onto paths,
+so contents live under unique blob names and the index maps keys to blobs. A put
+writes the temp file, renames it into place, then commits the index row *and* its
+change-feed row in one ``BEGIN IMMEDIATE`` transaction: that commit is the put. The
+blob it replaced is unlinked after the commit. A crash before the commit leaves an
+orphan blob, and one after it an old blob; both are unreferenced and removed when a
+store opens (``sweep``) once older than ``grace_s`` (younger ones may be a put in
+flight in another process). A reader whose blob was unlinked between the index lookup
+and ``open`` looks again; once open, the file stays readable until closed.
+
+Safe for many threads and processes: one sqlite3 connection per thread, opened again
+after a fork (the pid changed), with ``busy_timeout`` so writers queue.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from faasbox.errors import (
+    BucketNotEmptyError,
+    BucketNotFoundError,
+    InvalidParameterError,
+    ObjectNotFoundError,
+    PreconditionFailedError,
+)
+from faasbox.stores.objects import (
+    COPY,
+    DELETE,
+    MAX_KEYS,
+    PUT,
+    Change,
+    HashingReader,
+    Listing,
+    ObjectInfo,
+    ObjectReader,
+    ObjectStore,
+    ObjectSummary,
+    Range,
+    clean_etag,
+    decode_token,
+    encode_token,
+    resolve_range,
+    validate_bucket_name,
+    validate_content_type,
+    validate_key,
+    validate_listing,
+    validate_metadata,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS buckets (
+    name TEXT PRIMARY KEY,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects (
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    last_modified REAL NOT NULL,
+    PRIMARY KEY (bucket, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS object_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    event TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    time REAL NOT NULL
+);
+"""
+
+_TMP = ".tmp"
+#: Reads retried when their blob vanishes under them (each retry follows an overwrite).
+_READ_ATTEMPTS = 100
+#: Unreferenced blobs younger than this may be a put in flight elsewhere: kept.
+GRACE_S = 600.0
+
+
+class FolderStore(ObjectStore):
+    """Objects in a local folder, indexed by sqlite3 (see the module docstring).
+
+    ``fsync`` flushes each blob to disk before its commit (survives power loss, not
+    only process death). ``sweep`` removes orphan blobs when opening (leave it on in
+    the control plane; code that opens the store often may turn it off).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = False,
+                 sweep: bool = True, grace_s: float = GRACE_S) -> None:
+        self.root = Path(root).resolve()
+        self.fsync = fsync
+        self._tmp = self.root / _TMP
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        self._db_path = str(self.root / "index.db")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[tuple[int, sqlite3.Connection]] = []
+        self._closed = False
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        if sweep:
+            self.sweep(grace_s)
+
+    # -- connections and transactions ---------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        local = self._local
+        pid = os.getpid()
+        if getattr(local, "pid", None) != pid:  # new thread, or a forked child
+            conn = sqlite3.connect(self._db_path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            local.conn, local.pid = conn, pid
+            with self._lock:
+                self._conns.append((pid, conn))
+        conn_: sqlite3.Connection = local.conn
+        return conn_
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pid = os.getpid()
+            for owner, conn in self._conns:
+                if owner == pid:  # a parent's connections are not ours to close
+                    conn.close()
+            self._conns.clear()
+
+    # -- paths ----------------------------------------------------------------------
+
+    def _blob_path(self, bucket: str, blob: str) -> Path:
+        return self.root / bucket / blob[:2] / blob
+
+    def _require_bucket(self, conn: sqlite3.Connection, bucket: str) -> None:
+        if conn.execute("SELECT 1 FROM buckets WHERE name = ?", (bucket,)).fetchone() is None:
+            raise BucketNotFoundError(bucket)
+
+    # -- buckets ----------------------------------------------------------------------
+
+    def create_bucket(self, bucket: str) -> bool:
+        validate_bucket_name(bucket)
+        (self.root / bucket).mkdir(exist_ok=True)  # before the row: a crash leaves an empty dir
+        with self._write() as conn:
+            done = conn.execute("INSERT OR IGNORE INTO buckets (name, created_at) VALUES (?, ?)",
+                                (bucket, time.time()))
+            return done.rowcount == 1
+
+    def delete_bucket(self, bucket: str) -> None:
+        validate_bucket_name(bucket)
+        with self._write() as conn:
+            self._require_bucket(conn, bucket)
+            if conn.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1",
+                            (bucket,)).fetchone():
+                raise BucketNotEmptyError(f"bucket {bucket} is not empty: delete its objects "
+                                          "first")
+            conn.execute("DELETE FROM buckets WHERE name = ?", (bucket,))
+        shutil.rmtree(self.root / bucket, ignore_errors=True)  # only orphans are left there
+
+    def list_buckets(self) -> list[dict[str, Any]]:
+        rows = self._conn().execute("SELECT name, created_at FROM buckets ORDER BY name")
+        return [{"name": name, "created_at": created} for name, created in rows]
+
+    def bucket_exists(self, bucket: str) -> bool:
+        validate_bucket_name(bucket)
+        row = self._conn().execute("SELECT 1 FROM buckets WHERE name = ?", (bucket,)).fetchone()
+        return row is not None
+
+    # -- objects ----------------------------------------------------------------------
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes | BinaryIO,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> ObjectInfo:
+        validate_bucket_name(bucket)
+        validate_key(key)
+        meta = validate_metadata(metadata)
+        ctype = validate_content_type(content_type)
+        if if_none_match not in (None, "*"):
+            raise InvalidParameterError("if_none_match supports only '*' (no object there)")
+        want = clean_etag(if_match) if if_match is not None else None
+        reader = HashingReader(body)
+        # Fail fast, before reading a large body; checked again in the transaction.
+        conn = self._conn()
+        self._require_bucket(conn, bucket)
+        current = self._row(conn, bucket, key)
+        _check_preconditions(bucket, key, current, want, if_none_match)
+
+        blob = uuid.uuid4().hex
+        tmp = self._tmp / blob
+        final = self._blob_path(bucket, blob)
+        try:
+            with open(tmp, "wb") as sink:
+                for chunk in reader.chunks():
+                    sink.write(chunk)
+                if self.fsync:
+                    sink.flush()
+                    os.fsync(sink.fileno())
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(tmp, final)
+            info = ObjectInfo(bucket, key, reader.size, reader.md5.hexdigest(), ctype,
+                              time.time(), meta)
+            old = self._commit(info, blob, PUT, want, if_none_match)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
+            raise
+        if old is not None:
+            self._blob_path(bucket, old).unlink(missing_ok=True)
+        return info
+
+    def _commit(self, info: ObjectInfo, blob: str, event: str, if_match: str | None = None,
+                if_none_match: str | None = None, source: tuple[str, str, str] | None = None
+                ) -> str | None:
+        """The commit point of a put or copy: index row and change-feed row in one
+        transaction. Returns the blob it replaced. With ``source`` (bucket, key, blob)
+        raises _SourceChanged if the source object moved on meanwhile."""
+        with self._write() as conn:
+            self._require_bucket(conn, info.bucket)
+            if source is not None:
+                row = self._row(conn, source[0], source[1])
+                if row is None or row[0] != source[2]:
+                    raise _SourceChanged
+            current = self._row(conn, info.bucket, info.key)
+            _check_preconditions(info.bucket, info.key, current, if_match, if_none_match)
+            conn.execute(
+                "INSERT OR REPLACE INTO objects (bucket, key, blob, size, etag, content_type, "
+                "metadata, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (info.bucket, info.key, blob, info.size, info.etag, info.content_type,
+                 json.dumps(info.metadata), info.last_modified),
+            )
+            conn.execute(
+                "INSERT INTO object_events (bucket, key, event, size, etag, time) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (info.bucket, info.key, event, info.size, info.etag, info.last_modified),
+            )
+        return current[0] if current is not None else None
+
+    @staticmethod
+    def _row(conn: sqlite3.Connection, bucket: str, key: str) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = conn.execute(
+            "SELECT blob, size, etag, content_type, metadata, last_modified FROM objects "
+            "WHERE bucket = ? AND key = ?", (bucket, key)).fetchone()
+        return row
+
+    def _lookup(self, bucket: str, key: str) -> tuple[str, ObjectInfo]:
+        validate_bucket_name(bucket)
+        validate_key(key)
+        conn = self._conn()
+        row = self._row(conn, bucket, key)
+        if row is None:
+            self._require_bucket(conn, bucket)
+            raise ObjectNotFoundError(f"{bucket}/{key}")
+        blob, size, etag, ctype, meta, modified = row
+        return blob, ObjectInfo(bucket, key, size, etag, ctype, modified, json.loads(meta))
+
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        return self._lookup(bucket, key)[1]
+
+    def open(self, bucket: str, key: str, *, byte_range: Range | None = None) -> ObjectReader:
+        for _ in range(_READ_ATTEMPTS):
+            blob, info = self._lookup(bucket, key)
+            offset, length = (0, info.size) if byte_range is None else resolve_range(
+                byte_range, info.size)
+            try:
+                handle = open(self._blob_path(bucket, blob), "rb")  # noqa: SIM115 - reader owns it
+            except FileNotFoundError:
+                continue  # overwritten or deleted since the lookup: look again
+            if offset:
+                handle.seek(offset)
+            return _FileReader(info, handle, offset, length)
+        raise ObjectNotFoundError(f"{bucket}/{key}")
+
+    def delete(self, bucket: str, key: str) -> bool:
+        validate_bucket_name(bucket)
+        validate_key(key)
+        with self._write() as conn:
+            row = self._row(conn, bucket, key)
+            if row is None:
+                self._require_bucket(conn, bucket)
+                return False
+            conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
+            conn.execute(
+                "INSERT INTO object_events (bucket, key, event, size, etag, time) "
+                "VALUES (?, ?, ?, 0, '', ?)", (bucket, key, DELETE, time.time()))
+        self._blob_path(bucket, row[0]).unlink(missing_ok=True)
+        return True
+
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
+             ) -> ObjectInfo:
+        validate_bucket_name(dst_bucket)
+        validate_key(dst_key)
+        for _ in range(_READ_ATTEMPTS):
+            src_blob, src = self._lookup(src_bucket, src_key)
+            self._require_bucket(self._conn(), dst_bucket)
+            blob = uuid.uuid4().hex
+            final = self._blob_path(dst_bucket, blob)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:  # blobs are immutable: a hard link is a copy
+                os.link(self._blob_path(src_bucket, src_blob), final)
+            except FileNotFoundError:
+                continue  # the source was overwritten meanwhile
+            info = ObjectInfo(dst_bucket, dst_key, src.size, src.etag, src.content_type,
+                              time.time(), src.metadata)
+            try:
+                old = self._commit(info, blob, COPY, source=(src_bucket, src_key, src_blob))
+            except _SourceChanged:
+                final.unlink(missing_ok=True)
+                continue
+            except BaseException:
+                final.unlink(missing_ok=True)
+                raise
+            if old is not None:
+                self._blob_path(dst_bucket, old).unlink(missing_ok=True)
+            return info
+        raise ObjectNotFoundError(f"{src_bucket}/{src_key}")
+
+    def list(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str | None = None,
+        max_keys: int = MAX_KEYS,
+        continuation_token: str | None = None,
+    ) -> Listing:
+        validate_bucket_name(bucket)
+        validate_listing(prefix, delimiter, max_keys)
+        conn = self._conn()
+        self._require_bucket(conn, bucket)
+        start: str | None = prefix
+        inclusive = True
+        if continuation_token:
+            kind, value = decode_token(continuation_token)
+            if not value.startswith(prefix):
+                raise InvalidParameterError("continuation token does not belong to this prefix")
+            start, inclusive = (value, False) if kind == "k" else (_after(value), True)
+        upper = _after(prefix) if prefix else None
+        contents: list[ObjectSummary] = []
+        prefixes: list[str] = []
+        last: tuple[str, str] | None = None
+        truncated = False
+        skip: str | None = None  # a common prefix with no successor string: skip its keys
+        batch = max_keys + 1
+        while start is not None and not truncated:
+            sql = ("SELECT key, size, etag, last_modified FROM objects WHERE bucket = ? AND key "
+                   + (">= ?" if inclusive else "> ?"))
+            args: list[Any] = [bucket, start]
+            if upper is not None:
+                sql += " AND key < ?"
+                args.append(upper)
+            rows = conn.execute(sql + " ORDER BY key LIMIT ?", (*args, batch)).fetchall()
+            next_start: str | None = rows[-1][0] if len(rows) == batch else None
+            inclusive = False
+            for key, size, etag, modified in rows:
+                if skip is not None and key.startswith(skip):
+                    continue
+                if len(contents) + len(prefixes) == max_keys:
+                    truncated = True
+                    break
+                cut = key.find(delimiter, len(prefix)) if delimiter else -1
+                if cut < 0:
+                    contents.append(ObjectSummary(key, size, etag, modified))
+                    last = ("k", key)
+                    continue
+                common = key[:cut + len(delimiter or "")]
+                prefixes.append(common)
+                last = ("p", common)
+                following = _after(common)
+                if following is not None:  # jump past every key under it
+                    next_start, inclusive = following, True
+                    break
+                skip = common
+            start = next_start
+        token = encode_token(*last) if truncated and last is not None else None
+        return Listing(contents, prefixes, truncated, token)
+
+    # -- change feed --------------------------------------------------------------------
+
+    def changes(self, after_seq: int, limit: int = 1000) -> builtins.list[Change]:
+        rows = self._conn().execute(
+            "SELECT seq, bucket, key, event, size, etag, time FROM object_events "
+            "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+        return [Change(*row) for row in rows]
+
+    def last_seq(self) -> int:
+        row = self._conn().execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'object_events'").fetchone()
+        return int(row[0]) if row else 0
+
+    def trim_changes(self, upto_seq: int) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM object_events WHERE seq <= ?", (upto_seq,))
+
+    # -- recovery -----------------------------------------------------------------------
+
+    def sweep(self, grace_s: float = GRACE_S) -> int:
+        """Remove temp files, unreferenced blobs and folders of deleted buckets that are
+        older than ``grace_s`` (younger ones may be a put in flight). Returns how many
+        files went. Safe while other processes use the store."""
+        cutoff = time.time() - grace_s
+        removed = 0
+        conn = self._conn()
+        buckets = {name for (name,) in conn.execute("SELECT name FROM buckets")}
+        for entry in os.scandir(self.root):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.name == _TMP:
+                removed += _remove_old_files(Path(entry.path), set(), cutoff)
+            elif entry.name in buckets:
+                live = {blob for (blob,) in conn.execute(
+                    "SELECT blob FROM objects WHERE bucket = ?", (entry.name,))}
+                for fan in os.scandir(entry.path):
+                    if fan.is_dir(follow_symlinks=False):
+                        removed += _remove_old_files(Path(fan.path), live, cutoff)
+            elif not entry.name.startswith(".") and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry.path, ignore_errors=True)  # a deleted bucket's leftovers
+        return removed
+
+
+class _SourceChanged(Exception):
+    """A copy's source was overwritten between reading and committing: try again."""
+
+
+class _FileReader(ObjectReader):
+    def __init__(self, info: ObjectInfo, handle: BinaryIO, offset: int, length: int) -> None:
+        self.info = info
+        self.offset = offset
+        self.length = length
+        self._handle = handle
+        self._left = length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._handle.read(want)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _check_preconditions(bucket: str, key: str, current: tuple[Any, ...] | None,
+                         if_match: str | None, if_none_match: str | None) -> None:
+    if if_none_match == "*" and current is not None:
+        raise PreconditionFailedError(f"{bucket}/{key} exists (if_none_match='*')")
+    if if_match is not None and (current is None or current[2] != if_match):
+        have = "no object" if current is None else f"etag {current[2]}"
+        raise PreconditionFailedError(
+            f"{bucket}/{key} has {have}, not etag {if_match} (if_match)")
+
+
+def _after(prefix: str) -> str | None:
+    """The least string greater than every string starting with ``prefix`` (None if
+    there is none): UTF-8 byte order is code point order."""
+    text = prefix.rstrip("\U0010ffff")
+    if not text:
+        return None
+    point = ord(text[-1]) + 1
+    if 0xD800 <= point <= 0xDFFF:  # surrogates are not text
+        point = 0xE000
+    return text[:-1] + chr(point)
+
+
+def _remove_old_files(folder: Path, keep: set[str], cutoff: float) -> int:
+    removed = 0
+    for item in os.scandir(folder):
+        if item.name in keep or not item.is_file(follow_symlinks=False):
+            continue
+        try:
+            if item.stat().st_mtime < cutoff:
+                os.unlink(item.path)
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
