@@ -23,7 +23,7 @@ from faasbox.events.notifications import (
     normalize_events,
 )
 from faasbox.model import bucket_arn
-from faasbox.stores.objects import MAX_KEYS, ObjectReader, ObjectStore, Range
+from faasbox.stores.objects import MAX_KEYS, ObjectReader, ObjectStore, PutItem, Range
 
 if TYPE_CHECKING:
     from faasbox.config import Settings
@@ -98,6 +98,12 @@ class ObjectService(Objects):
                               if_match=if_match, if_none_match=if_none_match)
         self._written()
         return info.to_dict()
+
+    def put_many(self, bucket: str, items: builtins.list[PutItem], *,
+                 if_none_match: str | None = None) -> builtins.list[dict[str, Any]]:
+        infos = self.store.put_many(bucket, items, if_none_match=if_none_match)
+        self._written()
+        return [info.to_dict() for info in infos]
 
     def get(self, bucket: str, key: str, *, byte_range: Range | None = None
             ) -> tuple[dict[str, Any], bytes]:

@@ -14,7 +14,7 @@ import abc
 import builtins
 from typing import Any, BinaryIO
 
-from faasbox.stores.objects import MAX_KEYS, ObjectReader, Range
+from faasbox.stores.objects import MAX_KEYS, ObjectReader, PutItem, Range
 
 #: Notification event types a configuration may ask for (``s3:`` prefix optional).
 EVENT_TYPES = ("ObjectCreated:*", "ObjectCreated:Put", "ObjectCreated:Copy",
@@ -58,6 +58,14 @@ class Objects(abc.ABC):
         replacing what was there; fires ``ObjectCreated:Put``. ``if_match`` (etag) /
         ``if_none_match="*"`` make it conditional: PreconditionFailedError if the
         object is not as expected, and nothing is written."""
+
+    @abc.abstractmethod
+    def put_many(self, bucket: str, items: builtins.list[PutItem], *,
+                 if_none_match: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Store several small-to-medium objects (bytes bodies) at once, each firing
+        ``ObjectCreated:Put`` as ``put`` does. With the folder store (in-process SDK)
+        they are one transaction -- all or none -- and far cheaper than one ``put``
+        each; over HTTP and with S3 they are put one by one, in order."""
 
     @abc.abstractmethod
     def get(self, bucket: str, key: str, *, byte_range: Range | None = None

@@ -26,6 +26,10 @@ class Driver(abc.ABC):
 
     #: Unique among the dispatcher's drivers; ``Dispatcher.wake`` uses it.
     name: str = ""
+    #: A wake runs the driver no sooner than this after its last run started: writes
+    #: that come in a burst (a thousand puts) are then handled in a few runs, not one
+    #: run each.
+    min_interval_s: float = 0.0
 
     @abc.abstractmethod
     def run_due(self, now: float) -> float | None:
@@ -46,6 +50,7 @@ class Dispatcher:
     def __init__(self) -> None:
         self._drivers: dict[str, Driver] = {}
         self._due: dict[str, float] = {}
+        self._last_run: dict[str, float] = {}
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -63,8 +68,10 @@ class Dispatcher:
         """Have driver ``name`` run as soon as possible (no-op for an unknown name)."""
         with self._cond:
             if name in self._due:
-                self._due[name] = 0.0
-                self._cond.notify()
+                soonest = self._last_run.get(name, 0.0) + self._drivers[name].min_interval_s
+                if soonest < self._due[name]:
+                    self._due[name] = soonest
+                    self._cond.notify()
 
     def start(self) -> None:
         if self._thread is None:
@@ -102,6 +109,7 @@ class Dispatcher:
                 ready = [name for name, due in self._due.items() if due <= now]
                 for name in ready:
                     self._due[name] = float("inf")  # a wake during the run re-arms it
+                    self._last_run[name] = now
             for name in ready:
                 self._run(name, now)
 

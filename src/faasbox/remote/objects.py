@@ -21,6 +21,7 @@ from faasbox.stores.objects import (
     MAX_KEYS,
     ObjectInfo,
     ObjectReader,
+    PutItem,
     Range,
     check_range,
     clean_etag,
@@ -131,6 +132,12 @@ class RemoteObjects(Objects):
         result: dict[str, Any] = self._remote.call("PUT", _object(bucket, key),
                                                    content=content, headers=headers)
         return result
+
+    def put_many(self, bucket: str, items: builtins.list[PutItem], *,
+                 if_none_match: str | None = None) -> builtins.list[dict[str, Any]]:
+        return [self.put(bucket, item.key, item.body, content_type=item.content_type,
+                         metadata=item.metadata, if_none_match=if_none_match)
+                for item in items]
 
     def open(self, bucket: str, key: str, *, byte_range: Range | None = None
              ) -> ObjectReader:

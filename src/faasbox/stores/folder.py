@@ -10,9 +10,12 @@ Layout under ``root``::
     <bucket>/<b[:2]>/<blob>  object contents, one immutable file per put, unique name
 
 S3 keys are any UTF-8 text ("a", "a/b", "a//b", "../x"), which do not map onto paths,
-so contents live under unique blob names and the index maps keys to blobs. A put
-writes the temp file, renames it into place, then commits the index row *and* its
-change-feed row in one ``BEGIN IMMEDIATE`` transaction: that commit is the put. The
+so contents live under unique blob names and the index maps keys to blobs. Objects of
+at most ``INLINE_MAX_BYTES`` are kept in the index row itself (SQLite reads and writes
+small blobs faster than the filesystem creates files; a put is then one transaction).
+A larger put writes the temp file, renames it into place, then commits the index row
+*and* its change-feed row in one ``BEGIN IMMEDIATE`` transaction: that commit is the
+put. The
 blob it replaced is unlinked after the commit. A crash before the commit leaves an
 orphan blob, and one after it an old blob; both are unreferenced and removed when a
 store opens (``sweep``) once older than ``grace_s`` (younger ones may be a put in
@@ -20,13 +23,18 @@ flight in another process). A reader whose blob was unlinked between the index l
 and ``open`` looks again; once open, the file stays readable until closed.
 
 Safe for many threads and processes: one sqlite3 connection per thread, opened again
-after a fork (the pid changed), with ``busy_timeout`` so writers queue.
+after a fork (the pid changed). Writers queue on ``index.lock`` (``flock``) before they
+begin: SQLite's own busy handler sleeps a millisecond or more between tries, which the
+many short transactions of a pipeline (a control plane and sandboxes writing at once)
+would spend most of their time in; a kernel lock hands over at once.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -57,7 +65,9 @@ from faasbox.stores.objects import (
     ObjectReader,
     ObjectStore,
     ObjectSummary,
+    PutItem,
     Range,
+    check_distinct_keys,
     clean_etag,
     decode_token,
     encode_token,
@@ -83,8 +93,9 @@ CREATE TABLE IF NOT EXISTS objects (
     content_type TEXT NOT NULL,
     metadata TEXT NOT NULL,
     last_modified REAL NOT NULL,
+    data BLOB,
     PRIMARY KEY (bucket, key)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS object_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     bucket TEXT NOT NULL,
@@ -97,6 +108,9 @@ CREATE TABLE IF NOT EXISTS object_events (
 """
 
 _TMP = ".tmp"
+#: Objects up to this size live in the index row (``blob`` is then "").
+INLINE_MAX_BYTES = 64 * 1024
+_INLINE = ""
 #: Reads retried when their blob vanishes under them (each retry follows an overwrite).
 _READ_ATTEMPTS = 100
 #: Unreferenced blobs younger than this may be a put in flight elsewhere: kept.
@@ -121,9 +135,15 @@ class FolderStore(ObjectStore):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: list[tuple[int, sqlite3.Connection]] = []
+        self._lock_path = self.root / "index.lock"
+        self._lock_fd: tuple[int, int] | None = None  # (pid, fd)
+        self._writing = threading.Lock()  # one writer per process holds the file lock
         self._closed = False
         conn = self._conn()
         conn.executescript(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(objects)")}
+        if "data" not in columns:  # an index made before inline objects
+            conn.execute("ALTER TABLE objects ADD COLUMN data BLOB")
         if sweep:
             self.sweep(grace_s)
 
@@ -144,16 +164,29 @@ class FolderStore(ObjectStore):
         conn_: sqlite3.Connection = local.conn
         return conn_
 
+    def _lock_file(self) -> int:
+        pid = os.getpid()
+        if self._lock_fd is None or self._lock_fd[0] != pid:  # a forked child: its own fd
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._lock_fd = (pid, fd)
+        return self._lock_fd[1]
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._writing:
+            fd = self._lock_file()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         with self._lock:
@@ -165,6 +198,9 @@ class FolderStore(ObjectStore):
                 if owner == pid:  # a parent's connections are not ours to close
                     conn.close()
             self._conns.clear()
+            if self._lock_fd is not None and self._lock_fd[0] == pid:
+                os.close(self._lock_fd[1])
+            self._lock_fd = None
 
     # -- paths ----------------------------------------------------------------------
 
@@ -226,6 +262,14 @@ class FolderStore(ObjectStore):
             raise InvalidParameterError("if_none_match supports only '*' (no object there)")
         want = clean_etag(if_match) if if_match is not None else None
         reader = HashingReader(body)
+        chunks = reader.chunks()
+        head = _read_upto(chunks, INLINE_MAX_BYTES + 1)
+        if len(head) <= INLINE_MAX_BYTES:  # small: the index row holds it, one transaction
+            info = ObjectInfo(bucket, key, reader.size, reader.md5.hexdigest(), ctype,
+                              time.time(), meta)
+            old = self._commit(info, _INLINE, PUT, want, if_none_match, data=head)
+            self._unlink(bucket, old)
+            return info
         # Fail fast, before reading a large body; checked again in the transaction.
         conn = self._conn()
         self._require_bucket(conn, bucket)
@@ -237,7 +281,8 @@ class FolderStore(ObjectStore):
         final = self._blob_path(bucket, blob)
         try:
             with open(tmp, "wb") as sink:
-                for chunk in reader.chunks():
+                sink.write(head)
+                for chunk in chunks:
                     sink.write(chunk)
                 if self.fsync:
                     sink.flush()
@@ -251,35 +296,110 @@ class FolderStore(ObjectStore):
             tmp.unlink(missing_ok=True)
             final.unlink(missing_ok=True)
             raise
-        if old is not None:
-            self._blob_path(bucket, old).unlink(missing_ok=True)
+        self._unlink(bucket, old)
         return info
 
+    atomic_batches = True
+
+    def put_many(self, bucket: str, items: builtins.list[PutItem], *,
+                 if_none_match: str | None = None) -> builtins.list[ObjectInfo]:
+        """All of ``items`` in one transaction (small ones inline, larger ones written
+        as blobs first): all are written, or none (PreconditionFailedError names the
+        first key that is already there with ``if_none_match="*"``)."""
+        validate_bucket_name(bucket)
+        if if_none_match not in (None, "*"):
+            raise InvalidParameterError("if_none_match supports only '*' (no object there)")
+        check_distinct_keys(items)
+        staged: builtins.list[tuple[ObjectInfo, str, bytes | None]] = []
+        try:
+            for item in items:
+                validate_key(item.key)
+                if not isinstance(item.body, bytes | bytearray):
+                    raise InvalidParameterError(f"put_many: the body of {item.key!r} is not "
+                                                "bytes")
+                body = bytes(item.body)
+                info = ObjectInfo(bucket, item.key, len(body),
+                                  hashlib.md5(body, usedforsecurity=False).hexdigest(),
+                                  validate_content_type(item.content_type), time.time(),
+                                  validate_metadata(item.metadata))
+                if len(body) <= INLINE_MAX_BYTES:
+                    staged.append((info, _INLINE, body))
+                    continue
+                blob = uuid.uuid4().hex
+                staged.append((info, blob, None))
+                self._write_blob(bucket, blob, body)
+            with self._write() as conn:
+                replaced = [self._commit_row(conn, info, blob, PUT, None, if_none_match, data)
+                            for info, blob, data in staged]
+        except BaseException:
+            for _, blob, _ in staged:
+                self._unlink(bucket, blob)
+            raise
+        for old in replaced:
+            self._unlink(bucket, old)
+        return [info for info, _, _ in staged]
+
+    def _write_blob(self, bucket: str, blob: str, body: bytes) -> None:
+        tmp = self._tmp / blob
+        final = self._blob_path(bucket, blob)
+        try:
+            with open(tmp, "wb") as sink:
+                sink.write(body)
+                if self.fsync:
+                    sink.flush()
+                    os.fsync(sink.fileno())
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _unlink(self, bucket: str, blob: str | None) -> None:
+        """Remove a blob file no index row points at any more (inline ones have none)."""
+        if blob:
+            self._blob_path(bucket, blob).unlink(missing_ok=True)
+
     def _commit(self, info: ObjectInfo, blob: str, event: str, if_match: str | None = None,
-                if_none_match: str | None = None, source: tuple[str, str, str] | None = None
-                ) -> str | None:
-        """The commit point of a put or copy: index row and change-feed row in one
-        transaction. Returns the blob it replaced. With ``source`` (bucket, key, blob)
-        raises _SourceChanged if the source object moved on meanwhile."""
+                if_none_match: str | None = None, source: tuple[str, str, str] | None = None,
+                data: bytes | None = None) -> str | None:
+        """The commit point of a put or copy: index row (with ``data`` for an inline
+        object) and change-feed row in one transaction. Returns the blob it replaced.
+        With ``source`` (bucket, key, blob) raises _SourceChanged if the source object
+        moved on meanwhile."""
         with self._write() as conn:
-            self._require_bucket(conn, info.bucket)
-            if source is not None:
-                row = self._row(conn, source[0], source[1])
-                if row is None or row[0] != source[2]:
-                    raise _SourceChanged
-            current = self._row(conn, info.bucket, info.key)
-            _check_preconditions(info.bucket, info.key, current, if_match, if_none_match)
-            conn.execute(
-                "INSERT OR REPLACE INTO objects (bucket, key, blob, size, etag, content_type, "
-                "metadata, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (info.bucket, info.key, blob, info.size, info.etag, info.content_type,
-                 json.dumps(info.metadata), info.last_modified),
-            )
-            conn.execute(
-                "INSERT INTO object_events (bucket, key, event, size, etag, time) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (info.bucket, info.key, event, info.size, info.etag, info.last_modified),
-            )
+            return self._commit_row(conn, info, blob, event, if_match, if_none_match, data,
+                                    source)
+
+    def _commit_row(self, conn: sqlite3.Connection, info: ObjectInfo, blob: str, event: str,
+                    if_match: str | None, if_none_match: str | None, data: bytes | None,
+                    source: tuple[str, str, str] | None = None) -> str | None:
+        """``_commit``'s statements, inside the caller's transaction."""
+        current = conn.execute(
+            "SELECT o.blob, o.size, o.etag, b.name FROM buckets b LEFT JOIN objects o "
+            "ON o.bucket = b.name AND o.key = ? WHERE b.name = ?",
+            (info.key, info.bucket)).fetchone()
+        if current is None:
+            raise BucketNotFoundError(info.bucket)
+        if current[0] is None:  # the bucket is there, the key is not
+            current = None
+        if source is not None:
+            row = self._row(conn, source[0], source[1])
+            if row is None or row[0] != source[2]:
+                raise _SourceChanged
+            if source[2] == _INLINE:
+                data = conn.execute("SELECT data FROM objects WHERE bucket = ? AND key = ?",
+                                    source[:2]).fetchone()[0]
+        _check_preconditions(info.bucket, info.key, current, if_match, if_none_match)
+        conn.execute(
+            "INSERT OR REPLACE INTO objects (bucket, key, blob, size, etag, content_type, "
+            "metadata, last_modified, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (info.bucket, info.key, blob, info.size, info.etag, info.content_type,
+             json.dumps(info.metadata), info.last_modified, data),
+        )
+        conn.execute(
+            "INSERT INTO object_events (bucket, key, event, size, etag, time) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (info.bucket, info.key, event, info.size, info.etag, info.last_modified),
+        )
         return current[0] if current is not None else None
 
     @staticmethod
@@ -289,25 +409,41 @@ class FolderStore(ObjectStore):
             "WHERE bucket = ? AND key = ?", (bucket, key)).fetchone()
         return row
 
-    def _lookup(self, bucket: str, key: str) -> tuple[str, ObjectInfo]:
+    def _lookup(self, bucket: str, key: str, *, with_data: bool = False
+                ) -> tuple[str, ObjectInfo, bytes | None]:
+        """Blob name, info and (``with_data``, inline objects) the content."""
         validate_bucket_name(bucket)
         validate_key(key)
         conn = self._conn()
-        row = self._row(conn, bucket, key)
+        row = conn.execute(
+            "SELECT blob, size, etag, content_type, metadata, last_modified"
+            + (", data" if with_data else "") + " FROM objects WHERE bucket = ? AND key = ?",
+            (bucket, key)).fetchone()
         if row is None:
             self._require_bucket(conn, bucket)
             raise ObjectNotFoundError(f"{bucket}/{key}")
-        blob, size, etag, ctype, meta, modified = row
-        return blob, ObjectInfo(bucket, key, size, etag, ctype, modified, json.loads(meta))
+        blob, size, etag, ctype, meta, modified = row[:6]
+        info = ObjectInfo(bucket, key, size, etag, ctype, modified, json.loads(meta))
+        return blob, info, row[6] if with_data else None
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
         return self._lookup(bucket, key)[1]
 
+    def get(self, bucket: str, key: str, *, byte_range: Range | None = None
+            ) -> tuple[ObjectInfo, bytes]:
+        _, info, data = self._lookup(bucket, key, with_data=True)
+        if data is not None and byte_range is None:  # the common case: one query, no file
+            return info, bytes(data)
+        with self.open(bucket, key, byte_range=byte_range) as reader:
+            return reader.info, reader.read()
+
     def open(self, bucket: str, key: str, *, byte_range: Range | None = None) -> ObjectReader:
         for _ in range(_READ_ATTEMPTS):
-            blob, info = self._lookup(bucket, key)
+            blob, info, data = self._lookup(bucket, key, with_data=True)
             offset, length = (0, info.size) if byte_range is None else resolve_range(
                 byte_range, info.size)
+            if data is not None:
+                return _BytesReader(info, bytes(data), offset, length)
             try:
                 handle = open(self._blob_path(bucket, blob), "rb")  # noqa: SIM115 - reader owns it
             except FileNotFoundError:
@@ -329,7 +465,7 @@ class FolderStore(ObjectStore):
             conn.execute(
                 "INSERT INTO object_events (bucket, key, event, size, etag, time) "
                 "VALUES (?, ?, ?, 0, '', ?)", (bucket, key, DELETE, time.time()))
-        self._blob_path(bucket, row[0]).unlink(missing_ok=True)
+        self._unlink(bucket, row[0])
         return True
 
     def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
@@ -337,27 +473,27 @@ class FolderStore(ObjectStore):
         validate_bucket_name(dst_bucket)
         validate_key(dst_key)
         for _ in range(_READ_ATTEMPTS):
-            src_blob, src = self._lookup(src_bucket, src_key)
+            src_blob, src, _ = self._lookup(src_bucket, src_key)
             self._require_bucket(self._conn(), dst_bucket)
-            blob = uuid.uuid4().hex
+            blob = uuid.uuid4().hex if src_blob else _INLINE  # inline: data copied in commit
             final = self._blob_path(dst_bucket, blob)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            try:  # blobs are immutable: a hard link is a copy
-                os.link(self._blob_path(src_bucket, src_blob), final)
-            except FileNotFoundError:
-                continue  # the source was overwritten meanwhile
+            if src_blob:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                try:  # blobs are immutable: a hard link is a copy
+                    os.link(self._blob_path(src_bucket, src_blob), final)
+                except FileNotFoundError:
+                    continue  # the source was overwritten meanwhile
             info = ObjectInfo(dst_bucket, dst_key, src.size, src.etag, src.content_type,
                               time.time(), src.metadata)
             try:
                 old = self._commit(info, blob, COPY, source=(src_bucket, src_key, src_blob))
             except _SourceChanged:
-                final.unlink(missing_ok=True)
+                self._unlink(dst_bucket, blob)
                 continue
             except BaseException:
-                final.unlink(missing_ok=True)
+                self._unlink(dst_bucket, blob)
                 raise
-            if old is not None:
-                self._blob_path(dst_bucket, old).unlink(missing_ok=True)
+            self._unlink(dst_bucket, old)
             return info
         raise ObjectNotFoundError(f"{src_bucket}/{src_key}")
 
@@ -465,6 +601,40 @@ class FolderStore(ObjectStore):
 
 class _SourceChanged(Exception):
     """A copy's source was overwritten between reading and committing: try again."""
+
+
+class _BytesReader(ObjectReader):
+    """An inline object (or a range of it), already in memory."""
+
+    def __init__(self, info: ObjectInfo, data: bytes, offset: int, length: int) -> None:
+        self.info = info
+        self.offset = offset
+        self.length = length
+        self._data = memoryview(data)[offset:offset + length]
+        self._at = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size is None or size < 0 else min(len(self._data),
+                                                                  self._at + size)
+        chunk = bytes(self._data[self._at:end])
+        self._at = end
+        return chunk
+
+    def close(self) -> None:
+        self._data.release()
+
+
+def _read_upto(chunks: Iterator[bytes], limit: int) -> bytes:
+    """The first chunks of a body, ``limit`` bytes or a little more (all of it when it
+    is smaller); the rest stays in ``chunks``."""
+    parts: list[bytes] = []
+    got = 0
+    for chunk in chunks:
+        parts.append(chunk)
+        got += len(chunk)
+        if got >= limit:
+            break
+    return b"".join(parts)
 
 
 class _FileReader(ObjectReader):

@@ -297,6 +297,22 @@ class Change:
     time: float
 
 
+def check_distinct_keys(items: list[PutItem]) -> None:
+    keys = [item.key for item in items]
+    if len(set(keys)) != len(keys):
+        raise InvalidParameterError("put_many: each key may appear once")
+
+
+@dataclass(frozen=True)
+class PutItem:
+    """One object of a ``put_many``."""
+
+    key: str
+    body: bytes
+    content_type: str | None = None
+    metadata: dict[str, str] | None = None
+
+
 class ObjectReader(abc.ABC):
     """An open object being read: ``info`` (the whole object's), and ``length`` bytes
     from ``offset`` (the resolved range, or all of it). Read with ``read`` or by
@@ -406,6 +422,21 @@ class ObjectStore(abc.ABC):
         feed. ``if_match`` (an etag) writes only over that exact object;
         ``if_none_match="*"`` only if no object is there: otherwise raises
         PreconditionFailedError and writes nothing."""
+
+    #: Whether ``put_many`` writes all of its objects or none (one commit).
+    atomic_batches = False
+
+    def put_many(self, bucket: str, items: builtins.list[PutItem], *,
+                 if_none_match: str | None = None) -> builtins.list[ObjectInfo]:
+        """Store several objects, each as ``put`` would (``if_none_match`` applies to
+        each). Adapters with ``atomic_batches`` commit them all in one transaction, and
+        a failure (PreconditionFailedError naming the key) writes none; this default
+        puts them one by one, so a failure leaves the ones before it written. A key
+        given twice raises InvalidParameterError before anything is written."""
+        check_distinct_keys(items)
+        return [self.put(bucket, item.key, item.body, content_type=item.content_type,
+                         metadata=item.metadata, if_none_match=if_none_match)
+                for item in items]
 
     @abc.abstractmethod
     def open(self, bucket: str, key: str, *, byte_range: Range | None = None) -> ObjectReader:

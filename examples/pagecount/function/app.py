@@ -1,0 +1,118 @@
+"""pagecount: count the pages of documents announced by S3 notifications on SQS.
+
+Each SQS record's body is an S3 event; for each document it names, the function reads
+it, counts its pages (PDFs with pypdf, text by form feeds), writes one JSON result per
+document into the results bucket and adds the batch to a running summary. Safe to run
+twice on the same message (at-least-once delivery): a result is written once per
+document version, and the summary counts each document once.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import urllib.parse
+from typing import Any
+
+from faasbox.errors import ObjectNotFoundError, PreconditionFailedError
+from faasbox.handlers import objects
+from faasbox.stores.objects import ObjectStore, PutItem
+
+RESULTS = os.environ.get("RESULTS_BUCKET", "results")
+SUMMARY_KEY = "_summary.json"
+
+
+def count_pages(name: str, data: bytes) -> int:
+    """Pages of one document: PDFs by pypdf, anything else by its form feeds."""
+    if name.endswith(".pdf"):
+        from pypdf import PdfReader  # imported on the first PDF only
+
+        return len(PdfReader(io.BytesIO(data)).pages)
+    return data.count(b"\f") + 1
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    store = objects()
+    failures = []
+    results: list[PutItem] = []
+    counted: dict[str, int] = {}
+    for record in event.get("Records", []):
+        try:
+            for item, document, pages in process(store, json.loads(record["body"])):
+                results.append(item)
+                counted[document] = pages
+        except Exception as exc:  # this message comes back; the others are done
+            print(f"message {record.get('messageId')} failed: {exc!r}")
+            failures.append({"itemIdentifier": record["messageId"]})
+    write_results(store, results)
+    if counted:
+        add_to_summary(store, counted)
+    return {"batchItemFailures": failures}
+
+
+def process(store: ObjectStore, s3_event: dict[str, Any]
+            ) -> list[tuple[PutItem, str, int]]:
+    """The result of each document an S3 event names: (result, document, pages)."""
+    done = []
+    for record in s3_event.get("Records", []):
+        bucket = record["s3"]["bucket"]["name"]
+        key = urllib.parse.unquote_plus(record["s3"]["object"]["key"])
+        info, data = store.get(bucket, key)
+        pages = count_pages(key, data)
+        body = json.dumps({"bucket": bucket, "key": key, "etag": info.etag,
+                           "size": info.size, "pages": pages}).encode()
+        item = PutItem(key + ".json", body, "application/json", {"source-etag": info.etag})
+        done.append((item, f"{bucket}/{key}", pages))
+    return done
+
+
+def write_results(store: ObjectStore, results: list[PutItem]) -> None:
+    """Write each result once. The usual case is one commit for the whole batch; when
+    a result is already there (this message was delivered before), each is written
+    on its own, unless it is the same document version's."""
+    if not results:
+        return
+    try:
+        store.put_many(RESULTS, results, if_none_match="*")
+    except PreconditionFailedError:
+        for item in results:
+            write_once(store, item)
+
+
+def write_once(store: ObjectStore, item: PutItem) -> None:
+    """Write the result of one document version, unless it is already there."""
+    try:
+        store.put(RESULTS, item.key, item.body, content_type=item.content_type,
+                  metadata=item.metadata, if_none_match="*")
+    except PreconditionFailedError:
+        existing = store.head(RESULTS, item.key)
+        if existing.metadata != item.metadata:  # a newer upload of the document
+            store.put(RESULTS, item.key, item.body, content_type=item.content_type,
+                      metadata=item.metadata, if_match=existing.etag)
+
+
+def add_to_summary(store: ObjectStore, counted: dict[str, int]) -> None:
+    """Merge this batch into the summary with a conditional write, retried on conflict
+    (another sandbox wrote it meanwhile)."""
+    while True:
+        try:
+            info, data = store.get(RESULTS, SUMMARY_KEY)
+            summary, etag = json.loads(data), info.etag
+        except ObjectNotFoundError:
+            summary, etag = {"documents": 0, "pages": 0, "by_document": {}}, None
+        by_document = summary["by_document"]
+        by_document.update(counted)
+        summary["documents"] = len(by_document)
+        summary["pages"] = sum(by_document.values())
+        body = json.dumps(summary).encode()
+        try:
+            if etag is None:
+                store.put(RESULTS, SUMMARY_KEY, body, content_type="application/json",
+                          if_none_match="*")
+            else:
+                store.put(RESULTS, SUMMARY_KEY, body, content_type="application/json",
+                          if_match=etag)
+            return
+        except PreconditionFailedError:
+            continue
