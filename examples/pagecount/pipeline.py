@@ -14,6 +14,8 @@ temporary folder unless ``--home``); with it, a running ``faasbox up`` does the 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import sys
 import tempfile
@@ -65,7 +67,7 @@ def set_up(client: Client, *, batch_size: int = 250, window_s: int = 1,
 def upload(client: Client, folder: Path, prefix: str = "", batch: int = 100) -> int:
     """Put every file of ``folder`` into the incoming bucket, ``batch`` files per
     ``put_many`` (one commit each with the in-process SDK); returns how many."""
-    paths = sorted(folder.iterdir())
+    paths = sorted(folder.iterdir(), key=lambda path: path.name)
     for start in range(0, len(paths), batch):
         client.objects.put_many(INCOMING, [PutItem(prefix + p.name, p.read_bytes())
                                            for p in paths[start:start + batch]])
@@ -95,10 +97,23 @@ def wait_for(client: Client, documents_expected: int, timeout_s: float = 300.0
         time.sleep(0.1)
 
 
+@functools.cache
+def _function_module() -> Any:
+    spec = importlib.util.spec_from_file_location("pagecount_app", HERE / "function" / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def count_pages(name: str, data: bytes) -> int:
+    """The function's own page counter (function/app.py), run here on the originals."""
+    counted: int = _function_module().count_pages(name, data)
+    return counted
+
+
 def check_results(client: Client, folder: Path, prefix: str = "") -> int:
     """Every document has its result with the right page count; returns the total."""
-    from app import count_pages  # the function's own counter, run here on the originals
-
     total = 0
     for path in sorted(folder.iterdir()):
         _, data = client.objects.get(RESULTS, f"{prefix}{path.name}.json")
@@ -116,7 +131,6 @@ def main() -> int:
     parser.add_argument("--endpoint", help="a running faasbox server (default: in-process)")
     parser.add_argument("--home", help="platform home when in-process (default: temporary)")
     args = parser.parse_args()
-    sys.path.insert(0, str(HERE / "function"))
     with tempfile.TemporaryDirectory() as tmp:
         if args.endpoint:
             client = faasbox.connect(args.endpoint)

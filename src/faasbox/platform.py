@@ -343,6 +343,10 @@ class LocalClient(Client):
         rows = self.platform.store.records(name, request_id=request_id, limit=_check_limit(limit))
         return [rec for rec, _ in rows]
 
+    def sandboxes(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.platform.node.stats()["sandboxes"]
+        return found
+
     def close(self) -> None:
         self.platform.close()
 

@@ -187,6 +187,12 @@ class Client(abc.ABC):
         """Invocation records, newest first, of one function or one request id."""
 
     @abc.abstractmethod
+    def sandboxes(self) -> list[dict[str, Any]]:
+        """The node's live sandboxes (``id``, ``pid``, ``function``, ``version``,
+        ``state`` idle/busy, ``memory_mb``, ``invocations``, ``idle_s``): empty when
+        every function has scaled to zero."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release processes, connections and files. Idempotent."""
 

@@ -64,16 +64,19 @@ class Server:
         return self.output.read_text(errors="replace")
 
 
-def start_server(home: Path, *extra: str, endpoint_env: bool = True) -> Server:
+def start_server(home: Path, *extra: str, endpoint_env: bool = True,
+                 env_extra: dict[str, str] | None = None) -> Server:
     """``faasbox up`` on a free port; ``endpoint_env=False`` leaves FAASBOX_ENDPOINT out
-    of its environment (the server derives its endpoint from its host and port)."""
+    of its environment (the server derives its endpoint from its host and port);
+    ``env_extra`` adds settings (``FAASBOX_KEEP_ALIVE_S``...)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     output = home.with_suffix(".out")
     env = cli_env(url, home)
+    env.update(env_extra or {})
     if not endpoint_env:
         del env["FAASBOX_ENDPOINT"]
-    with output.open("wb") as sink:
+    with output.open("ab") as sink:  # a restart on the same home appends
         process = subprocess.Popen(
             [*FAASBOX, "up", "--port", str(port), "--home", str(home), *extra],
             stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=REPO,

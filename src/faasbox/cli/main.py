@@ -16,6 +16,7 @@ from faasbox.cli import (
     invoke,
     logs,
     metrics,
+    node,
     objects,
     queues,
     schedules,
@@ -60,7 +61,7 @@ def _options(
 
 
 for module in (server, functions, invoke, logs, dev, queues, objects, triggers, schedules,
-               metrics, alarms, urls):
+               metrics, alarms, urls, node):
     module.register(app)
 
 

@@ -7,6 +7,7 @@ written when it does (the queue service runs these before opening a transaction)
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 import uuid
 from typing import Any
@@ -14,6 +15,10 @@ from typing import Any
 from faasbox.api.queues import BATCH_MAX, DELAY_MAX_S
 from faasbox.errors import InvalidParameterError
 from faasbox.stores.queues import NewMessage, QueueConfig
+
+#: Message ids need uniqueness, not secrecy (receipt handles carry the HMAC): a seeded
+#: generator is ~10x cheaper than os.urandom per message.
+_ids = random.Random()
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 ENTRY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
@@ -46,7 +51,7 @@ def new_message(
             f"({config.max_message_bytes})"
         )
     return NewMessage(
-        message_id=str(uuid.uuid4()), body=body,
+        message_id=str(uuid.UUID(int=_ids.getrandbits(128), version=4)), body=body,
         md5=hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
         attributes=attributes or None, delay_s=delay_s,
     )

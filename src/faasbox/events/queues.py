@@ -4,8 +4,8 @@ Messages live in the state database (:mod:`faasbox.stores.queues`), so a message
 durable once ``send`` returns and a crash between receive and delete loses nothing:
 the row is still there, invisible until its visibility timeout ends.
 
-Receipt handles are ``base64url(seq, token, HMAC(queue, seq, token))`` signed with a
-per-database key: a forged or garbled handle fails its HMAC, and a handle from an
+Receipt handles are ``base64url(seq, token, MAC(queue, seq, token))`` (keyed BLAKE2b)
+with a per-database key: a forged or garbled handle fails its MAC, and a handle from an
 earlier receive names a token the row no longer holds. Either way the call raises
 :class:`InvalidReceiptHandleError` and changes nothing.
 
@@ -445,8 +445,14 @@ class QueueService(Queues):
 
     def _handle(self, name: str, seq: int, token: int) -> str:
         raw = _HANDLE.pack(seq, token)
-        mac = hmac.new(self._key, name.encode() + b"\0" + raw, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(raw + mac[:_MAC_BYTES]).decode().rstrip("=")
+        mac = self._mac(name, raw)
+        return base64.urlsafe_b64encode(raw + mac).decode().rstrip("=")
+
+    def _mac(self, name: str, raw: bytes) -> bytes:
+        # Keyed BLAKE2b is a MAC in its own right and ~5x cheaper than HMAC-SHA256 here,
+        # which counts at two handles (receive, delete) per message.
+        return hashlib.blake2b(name.encode() + b"\0" + raw, key=self._key[:64],
+                               digest_size=_MAC_BYTES).digest()
 
     def _parse(self, name: str, handle: Any) -> tuple[int, int]:
         """``(seq, token)`` of a handle this platform signed for queue ``name``."""
@@ -459,10 +465,8 @@ class QueueService(Queues):
                 f"receipt handle {show(handle)} is malformed"
             ) from None
         raw, mac = data[:_HANDLE.size], data[_HANDLE.size:]
-        good = hmac.new(self._key, name.encode() + b"\0" + raw, hashlib.sha256).digest()
-        if len(data) != _HANDLE.size + _MAC_BYTES or not hmac.compare_digest(
-            mac, good[:_MAC_BYTES]
-        ):
+        good = self._mac(name, raw)
+        if len(data) != _HANDLE.size + _MAC_BYTES or not hmac.compare_digest(mac, good):
             raise InvalidReceiptHandleError(
                 f"receipt handle {show(handle)} was not issued by queue {name}"
             )

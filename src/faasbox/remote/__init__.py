@@ -338,6 +338,10 @@ class RemoteClient(Client):
         data = self._json("GET", "/v1/records", params=params)
         return [InvocationRecord.from_dict(item) for item in data["records"]]
 
+    def sandboxes(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._json("GET", "/v1/sandboxes")["sandboxes"]
+        return result
+
     def health(self) -> bool:
         """True when the server answers ``/healthz``; raises ServerUnavailableError."""
         return bool(self._json("GET", "/healthz").get("status") == "ok")

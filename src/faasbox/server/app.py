@@ -27,6 +27,7 @@ from faasbox.server import (
     logs,
     manifest,
     metrics,
+    node,
     objects,
     queues,
     schedules,
@@ -65,7 +66,7 @@ def create_app(
     app.include_router(functions.router)
     app.include_router(invoke.router)
     app.include_router(logs.router)
-    for module in (queues, objects, triggers, schedules, metrics, alarms, urls):
+    for module in (queues, objects, triggers, schedules, metrics, alarms, urls, node):
         app.include_router(module.router)
     return app
 
