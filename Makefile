@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench pagecount clean
 
 $(STAMP): pyproject.toml
 	@$(PY) -m venv $(VENV)
@@ -18,16 +18,21 @@ run: $(STAMP)
 	$(BIN)/faasbox up --examples
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/triggers.py
+
+# The file pipeline of examples/pagecount, end to end, on an in-process platform.
+pagecount: $(STAMP)
+	$(BIN)/python examples/pagecount/pipeline.py --documents 1000
 
 clean:
 	rm -rf $(VENV) .faasbox

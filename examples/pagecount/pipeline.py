@@ -135,7 +135,7 @@ def main() -> int:
         if args.endpoint:
             client = faasbox.connect(args.endpoint)
         else:
-            client = faasbox.local(args.home or Path(tmp) / "home", keep_alive_s=5)
+            client = faasbox.local(str(args.home or Path(tmp) / "home"), keep_alive_s=5)
         with client:
             print("setting up buckets, queues, function (pip install pypdf), trigger, alarm")
             set_up(client)

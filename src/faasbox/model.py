@@ -222,6 +222,48 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: Queue names (SQS): 1-80 letters, digits, '-' or '_'.
+QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where an event goes: ``queue:NAME`` or ``function:NAME[:QUALIFIER]`` (bucket
+    notifications, async invocation destinations, alarm actions)."""
+
+    kind: str
+    name: str
+    qualifier: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, what: str = "destination") -> Destination:
+        """Raises InvalidParameterError naming the expected forms. ``$LATEST`` as a
+        qualifier is the same as none."""
+        kind, _, rest = text.partition(":") if isinstance(text, str) else ("", "", "")
+        name, _, qualifier = rest.partition(":")
+        if kind == "queue" and not qualifier:
+            if not QUEUE_NAME_RE.match(name):
+                raise InvalidParameterError(
+                    f"invalid {what} {text!r}: a queue name is 1-80 letters, digits, '-' or '_'"
+                )
+            return cls("queue", name)
+        if kind == "function":
+            try:
+                validate_name(name)
+                if qualifier and qualifier != LATEST and not VERSION_RE.fullmatch(qualifier):
+                    validate_alias_name(qualifier)
+            except InvalidParameterError as exc:
+                raise InvalidParameterError(f"invalid {what} {text!r}: {exc.message}") from None
+            return cls("function", name, None if qualifier in ("", LATEST) else qualifier)
+        raise InvalidParameterError(
+            f"invalid {what} {text!r}: use queue:NAME or function:NAME[:QUALIFIER]"
+        )
+
+    def __str__(self) -> str:
+        tail = f":{self.qualifier}" if self.qualifier else ""
+        return f"{self.kind}:{self.name}{tail}"
+
+
 #: What ARNs and event records say for the region and the account (one platform).
 REGION = "local"
 ACCOUNT_ID = "000000000000"

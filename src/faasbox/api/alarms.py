@@ -21,7 +21,7 @@ from typing import Any
 
 from faasbox.api.metrics import check_metric, check_period, check_statistic
 from faasbox.errors import InvalidParameterError
-from faasbox.model import validate_name
+from faasbox.model import Destination, validate_name
 
 OK = "OK"
 ALARM = "ALARM"
@@ -43,7 +43,6 @@ OPERATOR_SYMBOLS = {
     "<=": "LessThanOrEqualToThreshold",
 }
 TREAT_MISSING = ("missing", "notBreaching", "breaching", "ignore")
-ACTION_KINDS = ("function", "queue")
 #: CloudWatch's limits: 5 actions per state, one day of evaluation range.
 MAX_ACTIONS = 5
 MAX_RANGE_S = 86400
@@ -65,17 +64,8 @@ def compare(operator: str, value: float, threshold: float) -> bool:
 def parse_action(action: str) -> tuple[str, str, str | None]:
     """``function:NAME[:QUALIFIER]`` or ``queue:NAME`` -> (kind, name, qualifier).
     Raises InvalidParameterError for anything else."""
-    kind, _, rest = action.partition(":") if isinstance(action, str) else ("", "", "")
-    name, _, qualifier = rest.partition(":")
-    if kind not in ACTION_KINDS or not name or (kind == "queue" and qualifier):
-        raise InvalidParameterError(
-            f"invalid alarm action {action!r}: use function:NAME[:QUALIFIER] or queue:NAME"
-        )
-    if kind == "function":
-        validate_name(name, f"function name in alarm action {action!r}")
-    else:
-        check_metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": name})
-    return kind, name, qualifier or None
+    target = Destination.parse(action, "alarm action")
+    return target.kind, target.name, target.qualifier
 
 
 @dataclass(frozen=True)

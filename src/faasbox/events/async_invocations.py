@@ -43,7 +43,7 @@ from faasbox.errors import (
     TooManyRequestsError,
 )
 from faasbox.events.dispatcher import Driver
-from faasbox.model import LATEST, InvokeResult, function_arn
+from faasbox.model import LATEST, Destination, InvokeResult, function_arn
 from faasbox.registry.functions import split_qualified
 from faasbox.stores.async_events import DELIVER, AsyncConfig, AsyncEvent, AsyncEventStore
 
@@ -94,15 +94,8 @@ class _QueueSender(Protocol):
 def parse_destination(text: str) -> tuple[str, str, str | None]:
     """``queue:NAME`` -> ("queue", NAME, None); ``function:NAME[:Q]`` -> ("function",
     NAME, Q). Raises InvalidParameterError for anything else."""
-    kind, _, target = text.partition(":")
-    if kind == "function" and target:
-        name, qualifier = split_qualified(target)
-        return kind, name, None if qualifier == LATEST else qualifier
-    if kind == "queue" and target and ":" not in target:
-        return kind, target, None
-    raise InvalidParameterError(
-        f"destination {text!r} must be queue:NAME or function:NAME[:QUALIFIER]"
-    )
+    target = Destination.parse(text)
+    return target.kind, target.name, target.qualifier
 
 
 class AsyncInvoker:

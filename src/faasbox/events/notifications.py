@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from faasbox.api.objects import EVENT_TYPES
 from faasbox.errors import InvalidParameterError, NotFoundError, NotificationNotFoundError
 from faasbox.events.dispatcher import Driver
-from faasbox.model import REGION, bucket_arn, validate_name
+from faasbox.model import REGION, Destination, bucket_arn
 from faasbox.stores.database import Database
 from faasbox.stores.objects import DELETE, Change, ObjectStore
 
@@ -69,37 +69,6 @@ cursors = sa.Table(
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
 )
-
-
-@dataclass(frozen=True)
-class Destination:
-    """Where events go: ``queue:NAME`` or ``function:NAME[:QUALIFIER]``."""
-
-    kind: str
-    name: str
-    qualifier: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Destination:
-        """Raises InvalidParameterError naming the expected forms."""
-        kind, _, rest = text.partition(":") if isinstance(text, str) else ("", "", "")
-        name, _, qualifier = rest.partition(":")
-        try:
-            if kind == "queue" and not qualifier:
-                return cls("queue", validate_name(name, "queue name"))
-            if kind == "function":
-                if qualifier and not all(c.isalnum() or c in "$_-" for c in qualifier):
-                    raise InvalidParameterError(f"invalid qualifier {qualifier!r}")
-                return cls("function", validate_name(name), qualifier or None)
-        except InvalidParameterError as exc:
-            raise InvalidParameterError(f"invalid destination {text!r}: {exc.message}") from None
-        raise InvalidParameterError(
-            f"invalid destination {text!r}: use queue:NAME or function:NAME[:QUALIFIER]"
-        )
-
-    def __str__(self) -> str:
-        tail = f":{self.qualifier}" if self.qualifier else ""
-        return f"{self.kind}:{self.name}{tail}"
 
 
 @dataclass(frozen=True)

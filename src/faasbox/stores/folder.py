@@ -329,8 +329,7 @@ class FolderStore(ObjectStore):
                 staged.append((info, blob, None))
                 self._write_blob(bucket, blob, body)
             with self._write() as conn:
-                replaced = [self._commit_row(conn, info, blob, PUT, None, if_none_match, data)
-                            for info, blob, data in staged]
+                replaced = self._commit_many(conn, bucket, staged, if_none_match)
         except BaseException:
             for _, blob, _ in staged:
                 self._unlink(bucket, blob)
@@ -338,6 +337,37 @@ class FolderStore(ObjectStore):
         for old in replaced:
             self._unlink(bucket, old)
         return [info for info, _, _ in staged]
+
+    def _commit_many(self, conn: sqlite3.Connection, bucket: str,
+                     staged: builtins.list[tuple[ObjectInfo, str, bytes | None]],
+                     if_none_match: str | None) -> builtins.list[str]:
+        """``put_many``'s commit: one lookup of the keys there already, then the rows
+        and their change-feed entries in bulk. Returns the blobs replaced."""
+        if conn.execute("SELECT 1 FROM buckets WHERE name = ?", (bucket,)).fetchone() is None:
+            raise BucketNotFoundError(bucket)
+        keys = [info.key for info, _, _ in staged]
+        present: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            present.update(conn.execute(
+                f"SELECT key, blob FROM objects WHERE bucket = ? AND key IN "
+                f"({', '.join('?' * len(chunk))})", (bucket, *chunk)).fetchall())
+        if if_none_match == "*":
+            taken = next((key for key in keys if key in present), None)
+            if taken is not None:
+                raise PreconditionFailedError(f"{bucket}/{taken} exists (if_none_match='*')")
+        conn.executemany(
+            "INSERT OR REPLACE INTO objects (bucket, key, blob, size, etag, content_type, "
+            "metadata, last_modified, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(bucket, info.key, blob, info.size, info.etag, info.content_type,
+              json.dumps(info.metadata), info.last_modified, data)
+             for info, blob, data in staged])
+        conn.executemany(
+            "INSERT INTO object_events (bucket, key, event, size, etag, time) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(bucket, info.key, PUT, info.size, info.etag, info.last_modified)
+             for info, _, _ in staged])
+        return [present[key] for key in keys if key in present]
 
     def _write_blob(self, bucket: str, blob: str, body: bytes) -> None:
         tmp = self._tmp / blob
