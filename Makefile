@@ -32,7 +32,7 @@ bench: $(STAMP)
 
 # The file pipeline of examples/pagecount, end to end, on an in-process platform.
 pagecount: $(STAMP)
-	$(BIN)/python examples/pagecount/pipeline.py --documents 1000
+	$(BIN)/python examples/pagecount/pipeline.py --documents 1000 --drain-by-alarm
 
 clean:
 	rm -rf $(VENV) .faasbox

@@ -1,30 +1,39 @@
 """The classic file pipeline, end to end: ``make pagecount`` (or run this file).
 
     bucket incoming --(notification: ObjectCreated:*)--> queue pages
-    queue pages --(trigger: batches of 100, window 1 s)--> function pagecount
+    alarm pages-backlog: queue pages holds >= 100 visible messages
+        --> invokes pagecount, which drains the queue ten messages at a time
+    queue pages --(trigger: batches of 250, window 1 s)--> function pagecount
     function pagecount --> bucket results: <document>.json each, and _summary.json
-    alarm pages-backlog: queue pages holds >= 100 visible messages --> queue pages-alarms
 
-Documents are generated with a known total of pages (``documents.py``), uploaded, and
-every result and the total are checked; the sandboxes then scale to zero after their
-keep-alive. Without ``--endpoint`` the platform runs inside this process (home in a
-temporary folder unless ``--home``); with it, a running ``faasbox up`` does the work.
+The trigger is the steady consumer; ``--drain-by-alarm`` keeps it disabled, so the
+backlog builds, the alarm goes off and the function drains the queue itself. Documents
+are generated with a known total of pages (``documents.py``), uploaded, and every
+result and the total are checked; then the sandboxes scale to zero after their
+keep-alive (checked too). Without ``--endpoint`` a ``faasbox up`` is started on a free
+port with a temporary home (``--home`` to keep it), and stopped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib.util
 import json
+import os
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import faasbox
-from faasbox.errors import ConflictError, ObjectNotFoundError
+from faasbox.errors import ConflictError, ObjectNotFoundError, ServerUnavailableError
 from faasbox.sdk import Client
 from faasbox.stores.objects import PutItem
 
@@ -34,34 +43,42 @@ sys.path.insert(0, str(HERE))
 import documents  # noqa: E402 - beside this file, not an installed module
 
 FUNCTION = "pagecount"
-INCOMING, RESULTS, QUEUE, ALARM_QUEUE = "incoming", "results", "pages", "pages-alarms"
+INCOMING, RESULTS, QUEUE, ALARM = "incoming", "results", "pages", "pages-backlog"
 SUMMARY_KEY = "_summary.json"
 
 
 def set_up(client: Client, *, batch_size: int = 250, window_s: int = 1,
-           max_concurrency: int | None = 2, timeout_s: int = 10, memory_mb: int = 256) -> None:
-    """Create (or keep) every part of the pipeline. Safe to run again."""
+           max_concurrency: int | None = 2, timeout_s: int = 10, memory_mb: int = 256,
+           trigger_enabled: bool = True, alarm: bool = True) -> str:
+    """Create (or keep) every part of the pipeline; returns the trigger's id. Safe to
+    run again. ``alarm=False`` leaves the backlog alarm out (its drain calls the queue
+    API over HTTP: it needs a server, not an in-process platform)."""
     for bucket in (INCOMING, RESULTS):
         client.objects.create_bucket(bucket)
     client.queues.create(QUEUE, visibility_timeout_s=max(timeout_s, 10))
-    client.queues.create(ALARM_QUEUE)
     client.deploy(FUNCTION, HERE / "function", handler="app.handler", timeout_s=timeout_s,
-                  memory_mb=memory_mb, environment={"RESULTS_BUCKET": RESULTS},
+                  memory_mb=memory_mb,
+                  environment={"RESULTS_BUCKET": RESULTS, "PAGES_QUEUE": QUEUE},
                   description="Counts the pages of uploaded documents")
     if not client.objects.list_notifications(INCOMING):
         client.objects.add_notification(INCOMING, f"queue:{QUEUE}",
                                         events=["ObjectCreated:*"])
-    if not client.triggers.list(queue=QUEUE):
-        client.triggers.create(QUEUE, FUNCTION, batch_size=batch_size,
-                               max_batching_window_s=window_s, max_concurrency=max_concurrency)
-    client.alarms.put(
-        "pages-backlog", namespace="AWS/SQS", metric="ApproximateNumberOfMessagesVisible",
-        dimensions={"QueueName": QUEUE}, statistic="Maximum", period_s=10,
-        evaluation_periods=1, threshold=100,
-        comparison_operator="GreaterThanOrEqualToThreshold",
-        treat_missing_data="notBreaching", alarm_actions=[f"queue:{ALARM_QUEUE}"],
-        description="The pages queue is backing up",
-    )
+    found = client.triggers.list(queue=QUEUE)
+    trigger = found[0] if found else client.triggers.create(
+        QUEUE, FUNCTION, batch_size=batch_size, max_batching_window_s=window_s,
+        max_concurrency=max_concurrency, report_batch_item_failures=True,
+        enabled=trigger_enabled)
+    if alarm:
+        client.alarms.put(
+            ALARM, namespace="AWS/SQS", metric="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": QUEUE}, statistic="Maximum", period_s=10,
+            evaluation_periods=1, threshold=100,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            treat_missing_data="notBreaching", alarm_actions=[f"function:{FUNCTION}"],
+            description="The pages queue is backing up: drain it",
+        )
+    trigger_id: str = trigger["id"]
+    return trigger_id
 
 
 def upload(client: Client, folder: Path, prefix: str = "", batch: int = 100) -> int:
@@ -125,38 +142,88 @@ def check_results(client: Client, folder: Path, prefix: str = "") -> int:
     return total
 
 
+def wait_until_scaled_to_zero(client: Client, timeout_s: float = 120.0) -> float:
+    """Seconds until no sandbox is left alive (keep-alive ends, they are retired)."""
+    started = time.monotonic()
+    while client.sandboxes():
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"sandboxes still alive after {timeout_s:.0f} s")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def server(home: Path, keep_alive_s: int = 5) -> Iterator[str]:
+    """``faasbox up`` on a free loopback port for the length of the block; its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "FAASBOX_KEEP_ALIVE_S": str(keep_alive_s), "FAASBOX_ENDPOINT": url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "faasbox.cli.main", "up", "--port", str(port), "--home",
+         str(home)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with faasbox.connect(url) as probe_client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    probe_client.list_functions()
+                    break
+                except ServerUnavailableError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def run(client: Client, tmp: Path, documents_n: int, drain_by_alarm: bool) -> None:
+    print("setting up buckets, queue, function (pip install pypdf), trigger, alarm")
+    trigger = set_up(client)
+    (client.triggers.disable if drain_by_alarm else client.triggers.enable)(trigger)
+    folder = tmp / "documents"
+    stamp = time.strftime("%H%M%S")
+    expected_pages = documents.generate(folder, documents_n, prefix=f"doc{stamp}-")
+    before = summary(client)
+    started = time.perf_counter()
+    upload(client, folder)
+    print(f"uploaded {documents_n} documents ({expected_pages} pages)")
+    if drain_by_alarm:
+        print("trigger disabled: waiting for the backlog alarm (sampled every 10 s)")
+    done = wait_for(client, before["documents"] + documents_n)
+    elapsed = time.perf_counter() - started
+    checked = check_results(client, folder)
+    if checked != expected_pages:
+        raise AssertionError(f"results total {checked}, expected {expected_pages}")
+    print(f"all {documents_n} results checked: {checked} pages, "
+          f"{elapsed:.2f} s from first upload to last result")
+    print(f"summary: {done['documents']} documents, {done['pages']} pages in all")
+    history = [h for h in client.alarms.history(ALARM)
+               if h["type"] == "StateUpdate" and h["data"]["new_state"] == "ALARM"]
+    print(f"alarm {ALARM} is {client.alarms.get(ALARM)['state']}; it went off "
+          f"{len(history)} time(s)")
+    print(f"scaled to zero {wait_until_scaled_to_zero(client):.1f} s later")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--documents", type=int, default=1000)
-    parser.add_argument("--endpoint", help="a running faasbox server (default: in-process)")
-    parser.add_argument("--home", help="platform home when in-process (default: temporary)")
+    parser.add_argument("--endpoint", help="a running faasbox server (default: start one)")
+    parser.add_argument("--home", help="home of the server started (default: temporary)")
+    parser.add_argument("--drain-by-alarm", action="store_true",
+                        help="keep the trigger disabled: the backlog alarm drains the queue")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.endpoint:
-            client = faasbox.connect(args.endpoint)
-        else:
-            client = faasbox.local(str(args.home or Path(tmp) / "home"), keep_alive_s=5)
-        with client:
-            print("setting up buckets, queues, function (pip install pypdf), trigger, alarm")
-            set_up(client)
-            folder = Path(tmp) / "documents"
-            stamp = time.strftime("%H%M%S")
-            expected_pages = documents.generate(folder, args.documents, prefix=f"doc{stamp}")
-            before = summary(client)
-            started = time.perf_counter()
-            upload(client, folder)
-            print(f"uploaded {args.documents} documents ({expected_pages} pages)")
-            done = wait_for(client, before["documents"] + args.documents)
-            elapsed = time.perf_counter() - started
-            checked = check_results(client, folder)
-            if checked != expected_pages:
-                raise AssertionError(f"results total {checked}, expected {expected_pages}")
-            print(f"all {args.documents} results checked: {checked} pages, "
-                  f"{elapsed:.2f} s from first upload to last result")
-            print(f"summary: {done['documents']} documents, {done['pages']} pages in all")
-            alarm = client.alarms.get("pages-backlog")
-            print(f"alarm pages-backlog is {alarm['state']}; "
-                  f"{client.queues.get(ALARM_QUEUE)['visible']} alarm message(s) queued")
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        url = args.endpoint or stack.enter_context(
+            server(Path(args.home or Path(tmp) / "home")))
+        with faasbox.connect(url) as client:
+            run(client, Path(tmp), args.documents, args.drain_by_alarm)
     return 0
 
 

@@ -13,14 +13,20 @@ imported -- this one and the folder object store::
 
 Writes through ``objects()`` are the platform's own: with the folder store they go into
 the same index as the control plane's, so bucket notifications fire for them too.
+``queues()`` reaches the platform's queues over its HTTP API (``FAASBOX_ENDPOINT``), as
+a Lambda function reaches SQS: it needs a running ``faasbox up``.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import threading
+import urllib.parse
+from typing import Any
 
-from faasbox.errors import ServiceUnavailableError
+from faasbox.errors import BY_CODE, FaasboxError, RemoteError, ServiceUnavailableError
 from faasbox.stores.objects import ObjectStore
 
 _lock = threading.Lock()
@@ -72,7 +78,89 @@ def _open() -> ObjectStore:
         return S3Store(
             os.path.join(tempfile.gettempdir(), "faasbox-s3-journal"),
             endpoint_url=os.environ.get("FAASBOX_S3_ENDPOINT_URL") or None,
-            region=os.environ.get("AWS_REGION", "us-east-1"),
+            region=os.environ.get("FAASBOX_S3_REGION", "us-east-1"),
             bucket_prefix=os.environ.get("FAASBOX_S3_BUCKET_PREFIX", ""),
         )
     raise ServiceUnavailableError(f"FAASBOX_OBJECT_STORE={kind!r}: expected folder or s3")
+
+
+def queues() -> QueueClient:
+    """A client for this platform's queues, over ``FAASBOX_ENDPOINT`` (one kept-alive
+    connection per process). Raises ServiceUnavailableError when the variable is
+    missing (outside a sandbox of a running server)."""
+    endpoint = os.environ.get("FAASBOX_ENDPOINT")
+    if not endpoint:
+        raise ServiceUnavailableError("FAASBOX_ENDPOINT is not set: queues() needs the "
+                                      "platform's server")
+    pid = os.getpid()
+    with _lock:
+        client = _queue_clients.get(pid)
+        if client is None or client.endpoint != endpoint:
+            _queue_clients.clear()
+            client = _queue_clients[pid] = QueueClient(endpoint)
+        return client
+
+
+_queue_clients: dict[int, QueueClient] = {}
+
+
+class QueueClient:
+    """The few queue calls function code needs, over the HTTP API (stdlib only).
+    Messages are dicts as the API gives them (``message_id``, ``receipt_handle``,
+    ``body``, ``attributes``...). Errors raise the faasbox error the server answered."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        parts = urllib.parse.urlsplit(endpoint)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+
+    def send(self, queue: str, body: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/queues/{_q(queue)}/messages", {"body": body})
+
+    def receive(self, queue: str, *, max_messages: int = 10, wait_s: int = 0,
+                visibility_timeout_s: int | None = None) -> list[dict[str, Any]]:
+        request: dict[str, Any] = {"max_messages": max_messages, "wait_s": wait_s}
+        if visibility_timeout_s is not None:
+            request["visibility_timeout_s"] = visibility_timeout_s
+        found: list[dict[str, Any]] = self._call(
+            "POST", f"/v1/queues/{_q(queue)}/receive", request)["messages"]
+        return found
+
+    def delete_batch(self, queue: str, receipt_handles: list[str]) -> dict[str, Any]:
+        entries = [{"id": str(i), "receipt_handle": h} for i, h in enumerate(receipt_handles)]
+        return self._call("POST", f"/v1/queues/{_q(queue)}/messages/delete-batch",
+                          {"entries": entries})
+
+    def _call(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        data = json.dumps(body).encode()
+        with self._lock:
+            for attempt in (1, 2):  # a kept-alive connection the server closed: once more
+                conn = self._conn or http.client.HTTPConnection(self._host, self._port,
+                                                                timeout=60)
+                try:
+                    conn.request(method, path, data, {"content-type": "application/json"})
+                    response = conn.getresponse()
+                    payload = response.read()
+                except (ConnectionError, http.client.HTTPException, OSError):
+                    conn.close()
+                    self._conn = None
+                    if attempt == 2:
+                        raise
+                    continue
+                self._conn = conn
+                break
+        answer = json.loads(payload) if payload else {}
+        if response.status >= 400:
+            code = str(answer.get("errorType", f"HTTP{response.status}"))
+            message = str(answer.get("errorMessage", payload[:200]))
+            cls = BY_CODE.get(code)
+            error: FaasboxError = cls(message) if cls else RemoteError(code, message,
+                                                                     response.status)
+            raise error
+        return answer
+
+
+def _q(name: str) -> str:
+    return urllib.parse.quote(name, safe="")

@@ -189,7 +189,7 @@ class Client(abc.ABC):
     @abc.abstractmethod
     def sandboxes(self) -> list[dict[str, Any]]:
         """The node's live sandboxes (``id``, ``pid``, ``function``, ``version``,
-        ``state`` idle/busy, ``memory_mb``, ``invocations``, ``idle_s``): empty when
+        ``revision``, ``state`` idle/busy, ``memory_mb``, ``invocations``, ``idle_s``): empty when
         every function has scaled to zero."""
 
     @abc.abstractmethod

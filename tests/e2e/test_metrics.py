@@ -11,7 +11,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.conftest import EXAMPLES, Server
 
-from faasbox.errors import AlarmNotFoundError, InvalidParameterError
+from faasbox.errors import (
+    AlarmNotFoundError,
+    FunctionNotFoundError,
+    InvalidParameterError,
+    QueueNotFoundError,
+)
 from faasbox.remote import RemoteClient
 
 
@@ -150,3 +155,100 @@ def test_remote_alarm_fires_into_a_queue(server: Server, remote: RemoteClient) -
         remote.alarms.get("e2e-missing")
     with pytest.raises(InvalidParameterError, match="unknown namespace"):
         remote.metrics.get("AWS/EC2", "CPUUtilization", {"InstanceId": "i-1"})
+
+
+def test_http_incomplete_alarm_and_missing_targets(server: Server, http: httpx.Client) -> None:
+    server.cli("deploy", str(EXAMPLES / "hello"))
+    incomplete = http.put("/v1/alarms/a", json={
+        "namespace": "AWS/Lambda", "metric": "Errors", "dimensions": {"FunctionName": "hello"},
+        "evaluation_periods": 1, "threshold": 1,
+        "comparison_operator": "GreaterThanOrEqualToThreshold"})
+    assert incomplete.status_code == 400
+    assert incomplete.json()["errorType"] == "InvalidParameterValueException"
+    assert incomplete.json()["errorMessage"] == (
+        "alarm 'a' is missing required fields: statistic, period_s")
+    complete = {"namespace": "AWS/Lambda", "metric": "Errors",
+                "dimensions": {"FunctionName": "hello"}, "statistic": "Sum", "period_s": 60,
+                "evaluation_periods": 1, "threshold": 1,
+                "comparison_operator": "GreaterThanOrEqualToThreshold"}
+    for action, message in (("function:ghost", "Function not found: ghost"),
+                            ("queue:ghost", "Queue not found: ghost")):
+        missing = http.put("/v1/alarms/a", json={**complete, "alarm_actions": [action]})
+        assert missing.status_code == 404, missing.text
+        assert missing.json()["errorMessage"] == message
+    assert http.get("/v1/alarms/a").status_code == 404  # nothing was stored
+
+
+def test_remote_alarm_on_a_missing_function_raises_not_found(remote: RemoteClient) -> None:
+    with pytest.raises(FunctionNotFoundError, match="Function not found: ghost"):
+        remote.alarms.put(
+            "e2e-ghost", namespace="AWS/Lambda", metric="Errors",
+            dimensions={"FunctionName": "ghost"}, statistic="Sum", period_s=60,
+            evaluation_periods=1, threshold=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            alarm_actions=["function:ghost"],
+        )
+    with pytest.raises(InvalidParameterError, match="missing required fields: threshold"):
+        remote.alarms.put(
+            "e2e-ghost", namespace="AWS/SQS", metric="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": "q"}, statistic="Maximum", period_s=10,
+            evaluation_periods=1, comparison_operator="GreaterThanOrEqualToThreshold",
+        )
+
+
+def test_metrics_of_a_name_that_never_existed_are_not_found(
+    server: Server, http: httpx.Client, remote: RemoteClient
+) -> None:
+    ghost = http.get("/v1/metrics/functions/ghost")
+    assert ghost.status_code == 404
+    assert ghost.json()["errorMessage"] == "Function not found: ghost"
+    assert http.get("/v1/metrics/queues/ghost").status_code == 404
+    with pytest.raises(QueueNotFoundError, match="Queue not found: ghost"):
+        remote.metrics.queue_summary("ghost")
+    done = server.cli("metrics", "ghost", check=False)
+    assert done.returncode == 1 and "Function not found: ghost" in done.stderr
+    done = server.cli("metrics", "ghost", "--queue", check=False)
+    assert done.returncode == 1 and "Queue not found: ghost" in done.stderr
+
+
+def test_cli_metrics_datapoints_and_list(server: Server) -> None:
+    server.cli("deploy", str(EXAMPLES / "hello"))
+    server.cli("invoke", "hello")
+    points = _json(server.cli("metrics", "datapoints", "AWS/Lambda", "Invocations",
+                              "--dim", "FunctionName=hello", "--stat", "Sum",
+                              "--period", "60", "--since", "1h", "--json"))
+    assert sum(p["value"] for p in points) >= 1
+    assert all(p["timestamp"] % 60 == 0 for p in points)
+    table = server.cli("metrics", "datapoints", "AWS/Lambda", "Duration", "--dimension",
+                       "FunctionName=hello", "--statistic", "p99", "--since", "15m").stdout
+    assert "p99(Duration FunctionName=hello) per 60 s" in table and "SAMPLES" in table
+    listed = _json(server.cli("metrics", "list", "--namespace", "AWS/Lambda", "--json"))
+    assert {"namespace": "AWS/Lambda", "metric": "Invocations",
+            "dimensions": {"FunctionName": "hello"}} in listed
+    assert "FunctionName=hello" in server.cli("metrics", "list").stdout
+    # the short form and the explicit one show the same function
+    shown = _json(server.cli("metrics", "show", "hello", "--json"))
+    assert shown["function"] == "hello" and shown["totals"]["Invocations"] >= 1
+    bad = server.cli("metrics", "datapoints", "AWS/Lambda", "Invocations", "--dim",
+                     "FunctionName", check=False)
+    assert bad.returncode == 1 and "--dimension 'FunctionName': expected Name=value" in (
+        bad.stderr)
+    bad = server.cli("metrics", "datapoints", "AWS/Lambda", "Invocations", "--dim",
+                     "FunctionName=hello", "--stat", "Median", check=False)
+    assert bad.returncode == 1 and "unknown statistic 'Median'" in bad.stderr
+
+
+def test_cli_alarm_show(server: Server) -> None:
+    server.cli("deploy", str(EXAMPLES / "hello"))
+    server.cli("alarm", "add", "show-me", "--function", "hello", "--metric", "Errors",
+               "--statistic", "Sum", "--period", "60", "--threshold", "2",
+               "--comparison", ">=", "--description", "two errors")
+    shown = _json(server.cli("alarm", "show", "show-me", "--json"))
+    assert (shown["name"], shown["threshold"], shown["description"]) == (
+        "show-me", 2, "two errors")
+    assert shown["state"] in ("OK", "INSUFFICIENT_DATA") and shown["state_reason"]
+    table = server.cli("alarm", "show", "show-me").stdout
+    assert "Sum(Errors FunctionName=hello) >= 2 for 1 of 1 x 60 s" in table
+    assert "state_reason" in table and "two errors" in table
+    done = server.cli("alarm", "show", "no-such-alarm", check=False)
+    assert done.returncode == 1 and "Alarm not found: no-such-alarm" in done.stderr

@@ -172,3 +172,54 @@ def test_cli_notify_sends_uploads_to_a_queue(server: Server, remote: RemoteClien
     assert _json(server.cli("notify", "ls", "cli-inbox", "--json")) == []
     failed = server.cli("notify", "add", "cli-inbox", "queue:absent", check=False)
     assert failed.returncode == 1 and "Queue not found: absent" in failed.stderr
+
+
+def test_cli_head_range_and_rm_of_one_object(server: Server, remote: RemoteClient,
+                                             tmp_path: Path) -> None:
+    remote.queues.create("cli-removed")
+    server.cli("bucket", "create", "cli-ops")
+    server.cli("notify", "add", "cli-ops", "queue:cli-removed", "-e", "ObjectRemoved:*")
+    doc = tmp_path / "digits.txt"
+    doc.write_bytes(b"0123456789")
+    server.cli("cp", str(doc), "fb://cli-ops/dir/digits.txt", "--content-type", "text/plain")
+
+    head = _json(server.cli("bucket", "head", "fb://cli-ops/dir/digits.txt", "--json"))
+    assert (head["size"], head["etag"], head["content_type"]) == (
+        10, hashlib.md5(b"0123456789").hexdigest(), "text/plain")
+    shown = server.cli("bucket", "head", "fb://cli-ops/dir/digits.txt").stdout
+    assert head["etag"] in shown and "text/plain" in shown
+
+    assert server.cli("cp", "fb://cli-ops/dir/digits.txt", "-", "--range", "2-5").stdout == "2345"
+    assert server.cli("cp", "fb://cli-ops/dir/digits.txt", "-", "--range", "7-").stdout == "789"
+    assert server.cli("cp", "fb://cli-ops/dir/digits.txt", "-", "--range=-3").stdout == "789"
+    part = tmp_path / "part.txt"
+    server.cli("cp", "fb://cli-ops/dir/digits.txt", str(part), "--range", "0-1")
+    assert part.read_bytes() == b"01"
+    for bad, message in [("5-2", "invalid --range"), ("x", "invalid --range"),
+                         ("50-", "InvalidRange")]:
+        failed = server.cli("cp", "fb://cli-ops/dir/digits.txt", "-", "--range", bad,
+                            check=False)
+        assert failed.returncode == 1 and message in failed.stderr, failed.stderr
+    failed = server.cli("cp", str(doc), "fb://cli-ops/x", "--range", "0-1", check=False)
+    assert failed.returncode == 1 and "--range applies to downloading" in failed.stderr
+    assert remote.objects.list("cli-ops")["contents"][0]["key"] == "dir/digits.txt"
+
+    failed = server.cli("bucket", "rm", "fb://cli-ops/dir/digits.txt", "--force", check=False)
+    assert failed.returncode == 1 and "names an object" in failed.stderr
+    server.cli("bucket", "rm", "fb://cli-ops/dir/digits.txt")
+    failed = server.cli("bucket", "head", "fb://cli-ops/dir/digits.txt", check=False)
+    assert failed.returncode == 1 and "Object not found: cli-ops/dir/digits.txt" in failed.stderr
+    server.cli("bucket", "rm", "fb://cli-ops/dir/digits.txt")  # gone already: still fine
+    failed = server.cli("bucket", "head", "fb://cli-ops", check=False)
+    assert failed.returncode == 1 and "names no object" in failed.stderr
+
+    messages = []
+    deadline = time.monotonic() + 10
+    while not messages and time.monotonic() < deadline:
+        messages = remote.queues.receive("cli-removed", max_messages=10, wait_s=1)
+    records = [r for m in messages for r in json.loads(m.body)["Records"]]
+    assert [(r["eventName"], r["s3"]["object"]["key"]) for r in records] == [
+        ("ObjectRemoved:Delete", "dir/digits.txt")]
+
+    server.cli("bucket", "rm", "fb://cli-ops")  # only a bucket: the bucket
+    assert "cli-ops" not in server.cli("bucket", "ls").stdout

@@ -1,10 +1,10 @@
 """The classic file pipeline (examples/pagecount) against a real ``faasbox up``.
 
 1,000 generated documents go into bucket ``incoming`` with the real CLI (``faasbox cp
--r``); each upload notifies queue ``pages``; the backlog sets alarm ``pages-backlog``
-off (a message in ``pages-alarms``); the trigger drains the queue in batches through the
-``pagecount`` function, which writes one result per document into ``results`` and a
-running summary; the sandboxes then scale to zero. A second run of 1,000 documents is cut
+-r``); each upload notifies queue ``pages``; with the trigger disabled the backlog builds
+and sets alarm ``pages-backlog`` off, whose action invokes ``pagecount``, which drains
+the queue ten messages at a time, writing one result per document into ``results`` and
+a running summary; the sandboxes then scale to zero. A second run of 1,000 documents is cut
 by a SIGKILL of the server halfway; after a restart on the same home nothing is lost and
 no result is written twice, even when the same notifications are delivered again.
 """
@@ -28,7 +28,7 @@ sys.path.insert(0, str(EXAMPLES / "pagecount"))
 import documents
 import pipeline
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SETTINGS = {"FAASBOX_KEEP_ALIVE_S": "2"}
 
@@ -98,9 +98,7 @@ def test_pagecount_pipeline_end_to_end_and_across_a_sigkill(tmp_path: Path) -> N
 
 
 def _first_run(server: Server, client: RemoteClient, tmp_path: Path) -> int:
-    pipeline.set_up(client)
-    trigger = client.triggers.list(queue=pipeline.QUEUE)[0]["id"]
-    client.triggers.disable(trigger)  # let the backlog build, so the alarm sees it
+    trigger = pipeline.set_up(client, trigger_enabled=False)  # only the alarm drains
     folder = tmp_path / "run1"
     pages = documents.generate(folder, 1000, seed=1, prefix="first")
     server.cli("cp", "-r", str(folder), "fb://incoming/", timeout=300)
@@ -109,21 +107,21 @@ def _first_run(server: Server, client: RemoteClient, tmp_path: Path) -> int:
 
     client.metrics.collect_now()  # the 10-second tick, now
     client.alarms.evaluate_now()
-    assert client.alarms.get("pages-backlog")["state"] == "ALARM"
-    alarm = client.queues.receive(pipeline.ALARM_QUEUE, wait_s=5)
-    assert alarm and "pages-backlog" in alarm[0].body and '"ALARM"' in alarm[0].body
+    assert client.alarms.get(pipeline.ALARM)["state"] == "ALARM"
 
-    client.triggers.enable(trigger)
     summary = pipeline.wait_for(client, 1000, timeout_s=180)
     assert (summary["documents"], summary["pages"]) == (1000, pages)
     assert pipeline.check_results(client, folder) == pages
-    counted = [r for r in client.records("pagecount", limit=10_000) if r.status == "success"]
-    assert 1 < len(counted) <= 1000 // 10  # batches, not one call per document
+    assert client.triggers.get(trigger)["enabled"] is False  # the alarm's drain did it all
+    drains = [r for r in client.records("pagecount", limit=10_000) if r.status == "success"]
+    assert len(drains) == 1 and drains[0].async_request_id  # one async call, from the alarm
+    assert client.queues.get(pipeline.QUEUE)["visible"] == 0
 
     wait_until(lambda: not client.sandboxes(), 60, "scaled to zero")
     client.metrics.collect_now()
     client.alarms.evaluate_now()
-    assert client.alarms.get("pages-backlog")["state"] == "OK"
+    assert client.alarms.get(pipeline.ALARM)["state"] == "OK"
+    client.triggers.enable(trigger)
     return pages
 
 
@@ -169,7 +167,8 @@ def _second_run_cut_by_sigkill(server: Server, client: RemoteClient, tmp_path: P
     pages = documents.generate(folder, 1000, seed=2, prefix="second")
     # Small batches, so the run lasts long enough to be cut in the middle.
     trigger = client.triggers.list(queue=pipeline.QUEUE)[0]["id"]
-    client.triggers.update(trigger, batch_size=10, max_batching_window_s=0, enabled=False)
+    client.triggers.update(trigger, batch_size=10, max_batching_window_s=0)
+    client.triggers.disable(trigger)
     server.cli("cp", "-r", str(folder), "fb://incoming/", timeout=300)
     wait_until(lambda: client.queues.get(pipeline.QUEUE)["visible"] == 1000, 60,
                "1,000 notifications queued")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +11,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from tests.e2e.conftest import Server
+from tests.conftest import write_function
+from tests.e2e.conftest import Server, start_server, stop_server
 
 from faasbox.errors import FunctionNotFoundError, ScheduleNotFoundError
 from faasbox.remote import RemoteClient
@@ -122,3 +124,62 @@ def test_cli_create_ls_show_disable_enable_rm(
     server.cli("schedule", "rm", "cli-nightly")
     gone = server.cli("schedule", "show", "cli-once", check=False)
     assert gone.returncode == 1 and "Schedule not found: cli-once" in gone.stderr
+
+
+#: Notes each start (the tick's time, the request id) in the file STARTS, then sleeps
+#: long enough to be cut short. Asked for a ``witness`` run, it returns at once.
+SLEEPER = """
+import os, time
+def handler(event, context):
+    if event.get("witness"):
+        return "seen"
+    with open(os.environ["STARTS"], "a") as starts:
+        starts.write(event["time"] + " " + context.aws_request_id + "\\n")
+    time.sleep(4)
+    return "slept"
+"""
+
+
+def test_a_run_cut_short_by_sigkill_is_interrupted_and_its_tick_never_fires_again(
+    tmp_path: Path,
+) -> None:
+    starts = tmp_path / "starts.txt"
+    home = tmp_path / "home"
+    first = start_server(home)
+    try:
+        remote = RemoteClient(first.url, timeout_s=30)
+        remote.deploy("sleeper", write_function(tmp_path / "sleeper", SLEEPER),
+                      handler="app.handler", timeout_s=30,
+                      environment={"STARTS": str(starts)})
+        created = remote.schedules.create("nap", "rate(1 minute)", "sleeper",
+                                          start_at=time.time() - 59)  # a tick in ~1 s
+        remote.close()
+        tick = created["next_run_at"]
+        deadline = time.monotonic() + 20
+        while not (starts.exists() and starts.read_text()):  # the handler has begun
+            assert time.monotonic() < deadline, first.log()
+            time.sleep(0.05)
+    finally:
+        first.process.kill()
+        first.process.wait()
+    assert first.process.returncode == -signal.SIGKILL
+
+    second = start_server(home)
+    try:
+        remote = RemoteClient(second.url, timeout_s=30)
+        # A one-time schedule, due at once: once it has run, the driver has looked at
+        # every due tick since the restart -- the cut-short one too, were it still due.
+        remote.schedules.create("witness", "at(2020-01-01T00:00:00)", "sleeper",
+                                input={"witness": True})
+        assert _wait_run(remote, "witness")["last_status"] == "Succeeded"
+        item = remote.schedules.get("nap")
+        remote.close()
+    finally:
+        assert stop_server(second) == 0, second.log()
+    assert (item["run_count"], item["last_tick_at"]) == (1, tick)
+    assert (item["last_status"], item["last_error"]) == (
+        "Interrupted", "the control plane stopped")
+    assert item["enabled"] and item["next_run_at"] == pytest.approx(tick + 60)
+    (line,) = starts.read_text().splitlines()  # one start, for that tick, ever
+    assert line.split()[0] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tick))
+    assert "Traceback" not in second.log(), second.log()

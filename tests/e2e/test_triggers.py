@@ -54,6 +54,7 @@ def test_http_routes_create_change_and_delete_a_trigger(
     trigger = created.json()
     assert (trigger["queue"], trigger["function"], trigger["batch_size"], trigger["state"]) == (
         "hq", "hrec", 5, "Disabled")
+    assert trigger["report_batch_item_failures"] is False  # opt-in, as on Lambda
     path = f"/v1/triggers/{trigger['id']}"
     assert http.get(path).json() == trigger
     listed = http.get("/v1/triggers", params={"queue": "hq"}).json()["triggers"]
@@ -61,9 +62,10 @@ def test_http_routes_create_change_and_delete_a_trigger(
     assert http.get("/v1/triggers", params={"function": "nobody"}).json() == {"triggers": []}
 
     patched = http.patch(path, json={"batch_size": 20, "max_batching_window_s": 1,
-                                     "max_concurrency": 4})
+                                     "max_concurrency": 4, "report_batch_item_failures": True})
     assert patched.status_code == 200, patched.text
-    assert (patched.json()["batch_size"], patched.json()["max_concurrency"]) == (20, 4)
+    assert (patched.json()["batch_size"], patched.json()["max_concurrency"],
+            patched.json()["report_batch_item_failures"]) == (20, 4, True)
     assert http.patch(path, json={"max_concurrency": None}).json()["max_concurrency"] is None
     assert http.post(f"{path}/enable").json()["state"] == "Enabled"
     remote.queues.send("hq", "over-http")
@@ -124,7 +126,8 @@ def test_cli_adds_lists_toggles_and_removes_a_trigger(
     remote.queues.create("cq", visibility_timeout_s=30)
     added = json.loads(server.cli("trigger", "add", "cq", "crec", "--batch-size", "5",
                                   "--max-concurrency", "2", "--json").stdout)
-    assert (added["batch_size"], added["max_concurrency"], added["enabled"]) == (5, 2, True)
+    assert (added["batch_size"], added["max_concurrency"], added["enabled"],
+            added["report_batch_item_failures"]) == (5, 2, True, False)
     trigger_id = added["id"]
     for i in range(7):
         remote.queues.send("cq", f"c{i}")
@@ -137,9 +140,17 @@ def test_cli_adds_lists_toggles_and_removes_a_trigger(
     shown = json.loads(server.cli("trigger", "show", trigger_id, "--json").stdout)
     assert shown["state"] == "Disabled"
     updated = json.loads(server.cli("trigger", "update", trigger_id, "--batch-size", "50",
-                                    "--window", "2", "--no-max-concurrency", "--json").stdout)
+                                    "--window", "2", "--no-max-concurrency",
+                                    "--report-batch-item-failures", "--json").stdout)
     assert (updated["batch_size"], updated["max_batching_window_s"],
-            updated["max_concurrency"]) == (50, 2, None)
+            updated["max_concurrency"], updated["report_batch_item_failures"]) == (
+        50, 2, None, True)
+    remote.queues.create("cq2", visibility_timeout_s=30)
+    reported = json.loads(server.cli("trigger", "add", "cq2", "crec",
+                                     "--report-batch-item-failures", "--disabled",
+                                     "--json").stdout)
+    assert reported["report_batch_item_failures"] is True
+    server.cli("trigger", "rm", reported["id"])
     assert "Enabled" in server.cli("trigger", "enable", trigger_id).stdout
     assert trigger_id in server.cli("trigger", "show", trigger_id).stdout
     server.cli("trigger", "rm", trigger_id)

@@ -9,7 +9,15 @@ import pytest
 from tests.conftest import write_function
 
 from faasbox.api.alarms import ALARM, INSUFFICIENT_DATA, OK
-from faasbox.errors import AlarmNotFoundError, InvalidParameterError
+from faasbox.errors import (
+    AlarmNotFoundError,
+    AliasNotFoundError,
+    FunctionNotFoundError,
+    InvalidParameterError,
+    QueueNotFoundError,
+)
+from faasbox.stores.alarms import AlarmStore
+from faasbox.stores.database import Database
 
 ON_ALARM = """
     def handler(event, context):
@@ -141,10 +149,51 @@ def test_an_action_whose_target_is_gone_is_recorded_as_failed(make_platform) -> 
 
 
 @pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"alarm_actions": ["function:missing"]}, FunctionNotFoundError,
+         "Function not found: missing"),
+        ({"alarm_actions": ["function:missing:prod"]}, FunctionNotFoundError,
+         "Function not found: missing"),
+        ({"ok_actions": ["queue:missing"]}, QueueNotFoundError, "Queue not found: missing"),
+    ],
+)
+def test_actions_on_missing_targets_are_not_found_and_nothing_is_stored(
+    client, changes, error, message
+) -> None:
+    """As schedules, triggers and bucket notifications: a missing target is a 404."""
+    with pytest.raises(error, match=message):
+        client.alarms.put("nope", **{**DEEP, **changes})
+    assert client.alarms.list() == []
+
+
+def test_an_action_on_a_missing_alias_names_the_alias(client, tmp_path) -> None:
+    client.deploy("on-alarm", write_function(tmp_path / "on", ON_ALARM), handler="app.handler")
+    with pytest.raises(AliasNotFoundError, match="prod"):
+        client.alarms.put("nope", **DEEP, alarm_actions=["function:on-alarm:prod"])
+    assert client.alarms.list() == []
+
+
+@pytest.mark.parametrize(
+    ("left_out", "message"),
+    [
+        (("statistic", "period_s"), "alarm 'nope' is missing required fields: statistic, "
+         "period_s$"),
+        (("namespace", "metric", "dimensions", "statistic", "period_s", "evaluation_periods",
+          "threshold", "comparison_operator"),
+         "missing required fields: namespace, metric, dimensions, statistic, period_s, "
+         "evaluation_periods, threshold, comparison_operator$"),
+    ],
+)
+def test_an_incomplete_alarm_names_the_missing_fields(client, left_out, message) -> None:
+    with pytest.raises(InvalidParameterError, match=message):
+        client.alarms.put("nope", **{k: v for k, v in DEEP.items() if k not in left_out})
+    assert client.alarms.list() == []
+
+
+@pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"alarm_actions": ["function:missing"]}, "Function not found: missing"),
-        ({"ok_actions": ["queue:missing"]}, "Queue not found: missing"),
         ({"alarm_actions": ["topic:x"]}, "invalid alarm action"),
         ({"metric": "Depth"}, "unknown metric 'Depth'"),
         ({"statistic": "Median"}, "unknown statistic"),
@@ -179,3 +228,44 @@ def test_put_again_keeps_the_state_and_delete_removes_everything(make_platform) 
         client.alarms.delete("deep")
     with pytest.raises(AlarmNotFoundError):
         client.alarms.history("deep")
+
+
+def test_actions_a_crash_left_in_the_outbox_are_delivered_when_the_platform_opens(
+    make_platform,
+) -> None:
+    """A crash right after the state change committed leaves the change, its history and
+    its outbox rows, but nothing delivered: the next start delivers them."""
+    platform = make_platform()
+    client = platform.client()
+    client.queues.create("alerts")
+    # no queue "work": no data, and "ignore" keeps whatever state the test sets
+    client.alarms.put("deep", **DEEP, treat_missing_data="ignore",
+                      alarm_actions=["queue:alerts"])
+    platform.close()
+
+    # What the evaluator commits in one transaction, written on the closed platform's
+    # home through the store: no delivery follows, as after a SIGKILL at that line.
+    database = Database(platform.settings.database_url
+                        or f"sqlite:///{platform.layout.state_db}")
+    try:
+        store = AlarmStore(database)
+        row = store.get("deep")
+        assert row is not None and row.state == INSUFFICIENT_DATA
+        event = json.dumps({"source": "aws.cloudwatch", "alarmData": {
+            "alarmName": "deep", "state": {"value": ALARM}}})
+        assert store.transition(row, ALARM, "Threshold Crossed: crash test", {}, time.time(),
+                                [("queue:alerts", event)])
+        assert [p.action for p in store.pending()] == ["queue:alerts"]
+    finally:
+        database.close()
+
+    reopened = make_platform()
+    client = reopened.client()
+    # delivered while the platform opened: no evaluation, tick or wait needed
+    [message] = client.queues.receive("alerts", max_messages=10)
+    assert json.loads(message.body)["alarmData"]["alarmName"] == "deep"
+    assert reopened.alarms.store.pending() == []
+    assert client.alarms.get("deep")["state"] == ALARM
+    kinds = [(h["type"], h["summary"]) for h in client.alarms.history("deep")]
+    assert kinds[0] == ("Action", "Successfully executed action queue:alerts")
+    assert kinds[1][0] == "StateUpdate"

@@ -7,6 +7,7 @@ count below is what the function really saw.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -71,6 +72,13 @@ def empty(client, queue: str) -> bool:
 def deploy(client, tmp_path: Path, source: str = RECORDER, name: str = "fn", **config):
     folder = write_function(tmp_path / name, source)
     return client.deploy(name, folder, handler="app.handler", **config)
+
+
+def warm(client, function: str = "fn") -> None:
+    """Start the function's sandbox with an empty batch, so that the batches under test
+    meet a warm sandbox: a cold start on a busy machine can outlast a short visibility
+    timeout, and the batch would come back before its answer was acted on."""
+    assert not client.invoke(function, {"Records": []}).function_error
 
 
 def send(client, queue: str, bodies: list[str]) -> None:
@@ -166,16 +174,20 @@ FAIL_BAD_ONCE = """
 
 
 def test_batch_item_failures_delete_only_the_successes(client, tmp_path) -> None:
-    deploy(client, tmp_path, FAIL_BAD_ONCE, timeout_s=1)
-    client.queues.create("items", visibility_timeout_s=1)
-    trigger = client.triggers.create("items", "fn", enabled=False)
+    # 3 s: far more than a warm invocation takes, so only a named failure comes back
+    deploy(client, tmp_path, FAIL_BAD_ONCE, timeout_s=3)
+    warm(client)
+    client.queues.create("items", visibility_timeout_s=3)
+    trigger = client.triggers.create("items", "fn", enabled=False,
+                                     report_batch_item_failures=True)
+    assert trigger["report_batch_item_failures"] is True
     send(client, "items", ["good1", "bad1", "good2", "bad2", "good3"])
     client.triggers.enable(trigger["id"])
     wait_for(lambda: len(got(client)) >= 7 and empty(client, "items"), "the retried failures")
     seen = Counter((body, count) for body, count, _ in got(client))
     assert seen == Counter({("good1", 1): 1, ("good2", 1): 1, ("good3", 1): 1,
                             ("bad1", 1): 1, ("bad2", 1): 1, ("bad1", 2): 1, ("bad2", 2): 1})
-    assert invocations(client) == [5, 2]
+    assert invocations(client) == [0, 5, 2]  # the warm-up, the batch, the failures again
 
 
 def test_malformed_batch_item_failures_fail_the_whole_batch(client, tmp_path) -> None:
@@ -185,11 +197,13 @@ def test_malformed_batch_item_failures_fail_the_whole_batch(client, tmp_path) ->
             for r in records:
                 print("GOT", r["body"], r["attributes"]["ApproximateReceiveCount"],
                       r["messageId"])
-            if records[0]["attributes"]["ApproximateReceiveCount"] == "1":
+            if records and records[0]["attributes"]["ApproximateReceiveCount"] == "1":
                 return {"batchItemFailures": [{"itemIdentifier": "no-such-message"}]}
-    """, timeout_s=1)
-    client.queues.create("items", visibility_timeout_s=1)
-    trigger = client.triggers.create("items", "fn", enabled=False)
+    """, timeout_s=3)
+    warm(client)
+    client.queues.create("items", visibility_timeout_s=3)
+    trigger = client.triggers.create("items", "fn", enabled=False,
+                                     report_batch_item_failures=True)
     send(client, "items", ["a", "b", "c"])
     client.triggers.enable(trigger["id"])
     wait_for(lambda: len(got(client)) >= 6 and empty(client, "items"), "the whole batch again")
@@ -197,15 +211,26 @@ def test_malformed_batch_item_failures_fail_the_whole_batch(client, tmp_path) ->
         {(body, count): 1 for body in "abc" for count in (1, 2)})
 
 
-def test_without_report_batch_item_failures_the_answer_is_ignored(client, tmp_path) -> None:
-    deploy(client, tmp_path, FAIL_BAD_ONCE, timeout_s=1)
-    client.queues.create("items", visibility_timeout_s=1)
-    trigger = client.triggers.create("items", "fn", enabled=False,
-                                     report_batch_item_failures=False)
+def test_batch_item_failures_are_ignored_unless_switched_on(client, tmp_path) -> None:
+    # Lambda's default: without FunctionResponseTypes=["ReportBatchItemFailures"] a
+    # successful invocation deletes the whole batch, whatever the function answered.
+    deploy(client, tmp_path, FAIL_BAD_ONCE, timeout_s=3)
+    warm(client)
+    client.queues.create("items", visibility_timeout_s=3)
+    trigger = client.triggers.create("items", "fn", enabled=False)
+    assert trigger["report_batch_item_failures"] is False
     send(client, "items", ["good1", "bad1"])
     client.triggers.enable(trigger["id"])
     wait_for(lambda: empty(client, "items"), "the batch deleted")
     assert sorted((body, count) for body, count, _ in got(client)) == [("bad1", 1), ("good1", 1)]
+
+    # Switched on later, the next batch's named failure comes back.
+    client.triggers.update(trigger["id"], report_batch_item_failures=True)
+    send(client, "items", ["bad2"])
+    wait_for(lambda: ("bad2", 2) in {(b, c) for b, c, _ in got(client)}
+             and empty(client, "items"), "the reported failure retried")
+    assert sorted((body, count) for body, count, _ in got(client)) == [
+        ("bad1", 1), ("bad2", 1), ("bad2", 2), ("good1", 1)]
 
 
 def test_batching_window_gathers_messages_sent_over_time(client, tmp_path) -> None:
@@ -242,16 +267,42 @@ def test_a_batch_over_the_payload_limit_is_cut_into_invocations(
     assert all(r.status is Status.SUCCESS for r in client.records("fn"))
 
 
+#: Prints its messages and its span. MARKS is a folder shared with the test: each
+#: invocation leaves a file there when it starts. The second invocation waits until a
+#: third has started (10 s at most): a single poller cannot start the third before the
+#: second ends, while scaling pollers overlap them however slowly a new sandbox starts.
+#: (Two that start at once both see three files: they overlap anyway.) Asked to
+#: ``hold`` (a direct call), it keeps its sandbox -- and the function's one reserved
+#: slot -- until the test writes ``release``.
 SPANS = """
-    import time
+    import os, time
     def handler(event, context):
         start = time.time()
-        time.sleep(0.4)
-        for r in event["Records"]:
+        marks = os.environ["MARKS"]
+        if event.get("hold"):
+            open(os.path.join(marks, "held"), "w").close()
+            while not os.path.exists(os.path.join(marks, "release")) and (
+                    time.time() - start < 20):
+                time.sleep(0.02)
+        else:
+            open(os.path.join(marks, context.aws_request_id), "w").close()
+            if len(os.listdir(marks)) == 2:
+                while len(os.listdir(marks)) < 3 and time.time() - start < 10:
+                    time.sleep(0.02)
+            time.sleep(0.2)
+        for r in event.get("Records", []):
             print("GOT", r["body"], r["attributes"]["ApproximateReceiveCount"],
                   r["messageId"])
         print("SPAN", start, time.time())
 """
+
+
+def deploy_spans(client, tmp_path: Path, **config) -> Path:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    deploy(client, tmp_path, SPANS, timeout_s=25, environment={"MARKS": str(marks)},
+           **config)
+    return marks
 
 
 def most_at_once(client) -> int:
@@ -267,36 +318,60 @@ def most_at_once(client) -> int:
 
 
 def test_pollers_scale_with_the_backlog_up_to_max_concurrency(client, tmp_path) -> None:
-    deploy(client, tmp_path, SPANS)
+    deploy_spans(client, tmp_path)
     client.queues.create("backlog", visibility_timeout_s=30)
     trigger = client.triggers.create("backlog", "fn", batch_size=1, max_concurrency=3,
                                      enabled=False)
     bodies = [f"s{i}" for i in range(12)]
     send(client, "backlog", bodies)
     client.triggers.enable(trigger["id"])
-    pollers = []
-    while len(got(client)) < 12:
+    pollers: list[int] = []
+
+    def all_seen() -> bool:
         pollers.append(client.triggers.get(trigger["id"])["pollers"])
-        time.sleep(0.05)
+        return len(got(client)) >= 12
+
+    wait_for(all_seen, "12 messages", timeout_s=60)
     wait_for(lambda: empty(client, "backlog"), "the backlog drained")
     assert Counter(body for body, _, _ in got(client)) == Counter(bodies)
+    assert {count for _, count, _ in got(client)} == {1}
     assert 1 < most_at_once(client) <= 3
     assert max(pollers) <= 3
 
 
 def test_throttled_batches_are_given_back_and_finish_later(client, tmp_path) -> None:
-    deploy(client, tmp_path, SPANS, reserved_concurrency=1)
+    marks = deploy_spans(client, tmp_path, reserved_concurrency=1)
     client.queues.create("narrow", visibility_timeout_s=30)
     trigger = client.triggers.create("narrow", "fn", batch_size=1, max_concurrency=3,
                                      enabled=False)
     bodies = [f"n{i}" for i in range(6)]
     send(client, "narrow", bodies)
-    client.triggers.enable(trigger["id"])
-    wait_for(lambda: len(got(client)) >= 6 and empty(client, "narrow"), "every message")
+    # A direct call takes the one reserved slot and keeps it until released: every
+    # batch the trigger tries meanwhile is throttled.
+    held: list[Any] = []
+    holder = threading.Thread(target=lambda: held.append(client.invoke("fn", {"hold": 1})))
+    holder.start()
+    try:
+        wait_for(lambda: (marks / "held").exists(), "the slot taken")
+        client.triggers.enable(trigger["id"])
+        wait_for(lambda: any(r.status is Status.THROTTLED for r in client.records("fn")),
+                 "a throttled batch")
+        wait_for(lambda: client.triggers.get(trigger["id"])["last_processing_result"]
+                 == "PROBLEM: Function call throttled", "the throttle reported")
+        assert got(client) == []
+    finally:
+        (marks / "release").touch()
+        holder.join()
+    assert not held[0].function_error
+    wait_for(lambda: len(got(client)) >= 6 and empty(client, "narrow"), "every message",
+             timeout_s=60)
     assert Counter(body for body, _, _ in got(client)) == Counter(bodies)
-    assert most_at_once(client) == 1
+    assert most_at_once(client) == 1  # the held call included
     statuses = Counter(r.status for r in client.records("fn", limit=1000))
-    assert statuses[Status.SUCCESS] == 6 and statuses[Status.THROTTLED] >= 1
+    assert statuses[Status.SUCCESS] == 7 and statuses[Status.THROTTLED] >= 1
+    assert set(statuses) == {Status.SUCCESS, Status.THROTTLED}
+    wait_for(lambda: client.triggers.get(trigger["id"])["last_processing_result"] == "OK",
+             "the trigger reporting OK")
 
 
 def test_invalid_triggers_are_refused_and_change_nothing(client, tmp_path) -> None:

@@ -11,7 +11,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import write_function
 
 from faasbox.api.metrics import LAMBDA, SQS
-from faasbox.errors import InvalidParameterError, TooManyRequestsError
+from faasbox.errors import (
+    FunctionNotFoundError,
+    InvalidParameterError,
+    QueueNotFoundError,
+    TooManyRequestsError,
+)
 
 OK_SOURCE = """
     import time
@@ -161,18 +166,62 @@ def test_prometheus_exposition_parses_back(make_platform, tmp_path) -> None:
 
 
 def test_retention_drops_old_datapoints_but_not_counters(make_platform, tmp_path) -> None:
+    """Only what this test wrote is asserted on: the background tick may run at any
+    moment and sample levels at the real time, and the sandbox that served the call may
+    be gone by the "hour on" tick (so its concurrency sample is not relied on)."""
     platform = make_platform(metrics_retention_s=60)
     client = platform.client()
     deploy(client, tmp_path, "hello", OK_SOURCE)
+    client.queues.create("work")  # sampled at every tick, whatever runs or not
     client.invoke("hello")
-    platform.metrics.collect_now()
+    now = time.time()
+    platform.metrics.collect_now(now=now)
     kept = {m["metric"] for m in client.metrics.list_metrics(LAMBDA)}
     assert {"Invocations", "Duration"} <= kept
-    platform.metrics.collect_now(now=time.time() + 3600)  # an hour on: all past retention
+    later = now + 3600
+    platform.metrics.collect_now(now=later)  # an hour on: the call is past retention
+    # the record was folded, so no later tick brings its datapoints back
     kept = {m["metric"] for m in client.metrics.list_metrics(LAMBDA)}
-    assert kept == {"ConcurrentExecutions"}  # only the sample taken "an hour on"
+    assert not kept & {"Invocations", "Errors", "Duration", "ColdStarts"}
+    fresh = client.metrics.get(SQS, "ApproximateNumberOfMessagesVisible",
+                               {"QueueName": "work"}, statistic="Maximum", period_s=10,
+                               since=later - 60, until=later + 60)
+    assert len(fresh) == 1  # the sample taken "an hour on" is within retention
     assert 'faasbox_function_invocations_total{function="hello"} 1.0' in (
         client.metrics.prometheus())
+
+
+def test_a_function_or_queue_that_never_existed_is_not_found(make_platform, tmp_path):
+    platform = make_platform()
+    client = platform.client()
+    with pytest.raises(FunctionNotFoundError, match="Function not found: ghost"):
+        client.metrics.function_summary("ghost")
+    with pytest.raises(QueueNotFoundError, match="Queue not found: ghost"):
+        client.metrics.queue_summary("ghost")
+    deploy(client, tmp_path, "fresh", OK_SOURCE)
+    client.queues.create("empty")
+    # existing without data yet: zeros, not an error
+    assert client.metrics.function_summary("fresh")["totals"]["Invocations"] == 0
+    assert client.metrics.queue_summary("empty")["maximum"] == {
+        "ApproximateNumberOfMessagesVisible": None,
+        "ApproximateNumberOfMessagesNotVisible": None,
+        "ApproximateAgeOfOldestMessage": None,
+    }
+
+
+def test_a_deleted_function_or_queue_with_datapoints_still_answers(make_platform, tmp_path):
+    platform = make_platform()
+    client = platform.client()
+    deploy(client, tmp_path, "gone", OK_SOURCE)
+    client.invoke("gone")
+    client.queues.create("gone-queue")
+    client.queues.send("gone-queue", "x")
+    platform.metrics.collect_now()
+    client.delete_function("gone")
+    client.queues.delete("gone-queue")
+    assert client.metrics.function_summary("gone")["totals"]["Invocations"] == 1
+    summary = client.metrics.queue_summary("gone-queue")
+    assert summary["maximum"]["ApproximateNumberOfMessagesVisible"] == 1
 
 
 def test_the_cursor_survives_a_restart(make_platform, tmp_path) -> None:

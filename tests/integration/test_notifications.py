@@ -166,11 +166,66 @@ def test_a_deleted_destination_does_not_stall_the_others(client) -> None:
     client.queues.create("gone")
     client.queues.create("kept")
     client.objects.create_bucket("docs")
-    client.objects.add_notification("docs", "queue:gone")
-    client.objects.add_notification("docs", "queue:kept")
+    client.objects.add_notification("docs", "queue:gone", prefix="gone/")
+    client.objects.add_notification("docs", "queue:kept", prefix="kept/")
     client.queues.delete("gone")
+    client.objects.put("docs", "gone/k", b"v")  # its delivery fails first
+    client.objects.put("docs", "kept/k", b"v")
+    got = records(receive_all(client, "kept", 1))
+    assert [r["s3"]["object"]["key"] for r in got] == ["kept/k"]
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ({}, {}),
+    ({"prefix": "a/"}, {"prefix": "a/b/"}),
+    ({"prefix": "a/b/"}, {"prefix": "a/"}),
+    ({"prefix": "a/"}, {}),
+    ({"suffix": ".txt"}, {"suffix": "notes.txt"}),
+    ({"prefix": "a/", "suffix": ".txt"}, {"prefix": "a/b/"}),
+    ({"events": ["ObjectCreated:*"]}, {"events": ["s3:ObjectCreated:Put"]}),
+    ({"events": ["ObjectCreated:Copy", "ObjectRemoved:*"]},
+     {"events": ["ObjectRemoved:Delete"]}),
+])
+def test_overlapping_notifications_are_refused_naming_the_other(
+        client, first: dict[str, Any], second: dict[str, Any]) -> None:
+    client.queues.create("events")
+    client.queues.create("other")
+    client.objects.create_bucket("docs")
+    made = client.objects.add_notification("docs", "queue:events", **first)
+    # S3 refuses the pair whatever the destinations: a key written once is one event.
+    with pytest.raises(InvalidParameterError,
+                       match=f"Configurations overlap: notification {made['id']}"):
+        client.objects.add_notification("docs", "queue:other", **second)
+    assert [n["id"] for n in client.objects.list_notifications("docs")] == [made["id"]]
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ({"suffix": ".txt"}, {"suffix": ".pdf"}),
+    ({"prefix": "a/"}, {"prefix": "b/"}),
+    ({"prefix": "a/b/"}, {"prefix": "a/c/"}),
+    ({"events": ["ObjectCreated:*"]}, {"events": ["ObjectRemoved:*"]}),
+    ({"events": ["ObjectCreated:Put"]}, {"events": ["ObjectCreated:Copy"]}),
+])
+def test_notifications_that_no_event_matches_both_are_accepted(
+        client, first: dict[str, Any], second: dict[str, Any]) -> None:
+    client.queues.create("events")
+    client.objects.create_bucket("docs")
+    client.objects.add_notification("docs", "queue:events", **first)
+    client.objects.add_notification("docs", "queue:events", **second)
+    assert len(client.objects.list_notifications("docs")) == 2
+
+
+def test_same_filters_on_another_bucket_do_not_overlap(client) -> None:
+    client.queues.create("events")
+    client.objects.create_bucket("docs")
+    client.objects.create_bucket("pics")
+    client.objects.add_notification("docs", "queue:events")
+    client.objects.add_notification("pics", "queue:events")
     client.objects.put("docs", "k", b"v")
-    assert len(records(receive_all(client, "kept", 1))) == 1
+    client.objects.put("pics", "k", b"v")
+    got = records(receive_all(client, "events", 2))
+    assert sorted(r["s3"]["bucket"]["name"] for r in got) == ["docs", "pics"]
+    assert receive_all(client, "events", 1, deadline_s=1.0) == []
 
 
 def test_bad_notifications_are_refused_and_nothing_is_stored(client) -> None:

@@ -39,6 +39,20 @@ def test_long_poll_with_no_message_returns_empty(client: LocalClient) -> None:
     assert client.queues.receive("q", wait_s=1) == []
 
 
+def test_a_receive_without_wait_s_long_polls_for_the_queues_receive_wait(
+    client: LocalClient,
+) -> None:
+    client.queues.create("q", receive_wait_s=20)
+    sender = threading.Timer(0.3, lambda: client.queues.send("q", "worth the wait"))
+    sender.start()
+    try:
+        got = client.queues.receive("q")  # no wait_s: the queue's 20 s apply
+    finally:
+        sender.join()
+    # a receive that did not wait would have found the queue empty
+    assert [m.body for m in got] == ["worth the wait"]
+
+
 def test_long_poll_gets_a_message_back_after_its_visibility_timeout(
     client: LocalClient,
 ) -> None:

@@ -194,6 +194,18 @@ def test_definition_round_trips_and_actions_parse() -> None:
         AlarmDefinition.from_dict({**made.to_dict(), "colour": "red"})
 
 
+def test_missing_and_unknown_fields_are_named_before_any_value_is_judged() -> None:
+    fields = alarm().to_dict()
+    del fields["name"], fields["statistic"], fields["period_s"]
+    with pytest.raises(InvalidParameterError) as missing:
+        AlarmDefinition.from_fields("a", fields)
+    assert missing.value.message == "alarm 'a' is missing required fields: statistic, period_s"
+    with pytest.raises(InvalidParameterError, match=r"unknown alarm fields: \['colour'\]"):
+        AlarmDefinition.from_fields("a", {"colour": "red"})
+    with pytest.raises(InvalidParameterError, match="an alarm needs a name"):
+        AlarmDefinition.from_dict({})
+
+
 def test_alarm_event_has_cloudwatchs_lambda_shape() -> None:
     definition = alarm(description="pages piling up")
     row = AlarmRow(definition, 1, INSUFFICIENT_DATA, "Unchecked: Initial alarm creation", {},

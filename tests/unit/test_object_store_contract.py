@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from faasbox.stores.objects import (
     resolve_range,
     validate_bucket_name,
 )
-from faasbox.stores.s3 import S3Store
+from faasbox.stores.s3 import PUT_ID, S3Store
 
 _NAMES = itertools.count()
 
@@ -374,6 +375,47 @@ def test_concurrent_writers_and_readers_see_whole_objects(
 
 
 # -- folder-specific: crash safety and processes ---------------------------------------
+
+
+def test_s3_journal_settles_writes_a_crash_left_unconfirmed(moto_url: str,
+                                                           tmp_path: Path) -> None:
+    """A process that died between its S3 call and the confirmation leaves intents; the
+    next S3Store on that journal records the writes that reached S3, and only those."""
+    import boto3
+
+    prefix = f"j{next(_NAMES)}-{os.getpid()}-"
+    journal = tmp_path / "journal"
+    first = S3Store(journal, endpoint_url=moto_url, bucket_prefix=prefix)
+    first.create_bucket("docs")
+    first.put("docs", "replaced", b"old")
+    first.put("docs", "removed", b"gone soon")
+    start = first.last_seq()
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
+    # As S3Store.put / delete do: the intent first, then the S3 call; then the "crash".
+    landed = uuid.uuid4().hex
+    first._intend("docs", "landed", PUT, landed)
+    s3.put_object(Bucket=prefix + "docs", Key="landed", Body=b"made it",
+                  Metadata={PUT_ID: landed})
+    first._intend("docs", "lost", PUT, uuid.uuid4().hex)  # died before its S3 call
+    first._intend("docs", "replaced", PUT, uuid.uuid4().hex)  # same: the old object stays
+    first._intend("docs", "removed", DELETE, "")
+    s3.delete_object(Bucket=prefix + "docs", Key="removed")
+    first.close()  # nothing confirmed
+
+    second = S3Store(journal, endpoint_url=moto_url, bucket_prefix=prefix)
+    try:
+        changes = second.changes(start)
+        assert [(c.event, c.key) for c in changes] == [(PUT, "landed"), (DELETE, "removed")]
+        assert (changes[0].size, changes[0].etag) == (
+            7, hashlib.md5(b"made it").hexdigest())
+        assert second.get("docs", "landed")[0].metadata == {}  # the put id stays hidden
+        assert second.resolve_intents() == 0  # settled once: nothing left to settle
+    finally:
+        second.close()
+        s3.close()
+    third = S3Store(journal, endpoint_url=moto_url, bucket_prefix=prefix)
+    assert third.changes(start) == changes  # reopening records nothing twice
+    third.close()
 
 
 def test_folder_orphan_blobs_are_swept_when_old_and_kept_when_young(tmp_path: Path) -> None:

@@ -285,6 +285,30 @@ def test_batches_fail_entry_by_entry(queues: QueueService) -> None:
     assert _counts(queues, "q") == (0, 0, 0)
 
 
+def test_a_batch_over_256_kb_in_all_is_refused_whole(
+    queues: QueueService, database: Database, clock: Clock
+) -> None:
+    queues.create("q")
+    half = 128 * 1024
+    big = [{"id": "a", "body": "x" * 200_000}, {"id": "b", "body": "y" * 200_000}]
+    with pytest.raises(InvalidParameterError,
+                       match=r"batch is 400000 bytes in all .* over the 262144-byte limit"):
+        queues.send_batch("q", big)
+    # message attributes count too, as in a message's own size
+    tagged = [{"id": "a", "body": "x" * half},
+              {"id": "b", "body": "y" * (half - 10),
+               "message_attributes": {"k": {"DataType": "String", "StringValue": "v" * 10}}}]
+    with pytest.raises(InvalidParameterError, match="262151 bytes in all"):
+        queues.send_batch("q", tagged)
+    assert _counts(queues, "q") == (0, 0, 0)  # nothing sent
+    exact = [{"id": "a", "body": "x" * half}, {"id": "b", "body": "y" * half}]
+    assert len(queues.send_batch("q", exact)["successful"]) == 2
+    # an operator who allows 1 MB messages can send one of them in a batch
+    roomy = QueueService(database, clock=clock, message_bytes_limit=1024 * 1024)
+    roomy.create("big", max_message_bytes=1024 * 1024)
+    assert len(roomy.send_batch("big", [{"id": "a", "body": "z" * 400_000}])["successful"]) == 1
+
+
 def test_receive_limits(queues: QueueService) -> None:
     queues.create("q")
     for kwargs in ({"max_messages": 0}, {"max_messages": 11}, {"wait_s": 21},

@@ -5,6 +5,10 @@ it, counts its pages (PDFs with pypdf, text by form feeds), writes one JSON resu
 document into the results bucket and adds the batch to a running summary. Safe to run
 twice on the same message (at-least-once delivery): a result is written once per
 document version, and the summary counts each document once.
+
+Two ways in: a trigger on the queue hands it batches (``{"Records": [...]}``), or the
+queue's backlog alarm invokes it (a CloudWatch alarm event) and it drains the queue
+itself, ten messages at a time, until the queue is empty or its time is nearly up.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import urllib.parse
 from typing import Any
 
 from faasbox.errors import ObjectNotFoundError, PreconditionFailedError
-from faasbox.handlers import objects
+from faasbox.handlers import objects, queues
 from faasbox.stores.objects import ObjectStore, PutItem
 
 RESULTS = os.environ.get("RESULTS_BUCKET", "results")
+QUEUE = os.environ.get("PAGES_QUEUE", "pages")
 SUMMARY_KEY = "_summary.json"
+#: A drain stops receiving when less than this is left of the invocation's time.
+DRAIN_RESERVE_MS = 3000
 
 
 def count_pages(name: str, data: bytes) -> int:
@@ -33,11 +40,38 @@ def count_pages(name: str, data: bytes) -> int:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if event.get("source") == "aws.cloudwatch":
+        return drain(event, context)
+    return handle_batch(event.get("Records", []))
+
+
+def drain(alarm: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The backlog alarm went off: take the queue's messages ten at a time and handle
+    them as a trigger's batch would, deleting those done."""
+    if alarm["alarmData"]["state"]["value"] != "ALARM":
+        return {"drained": 0}
+    client = queues()
+    drained = 0
+    while context.get_remaining_time_in_millis() > DRAIN_RESERVE_MS:
+        messages = client.receive(QUEUE, max_messages=10)
+        if not messages:
+            break
+        records = [{"messageId": m["message_id"], "body": m["body"]} for m in messages]
+        failed = {f["itemIdentifier"] for f in handle_batch(records)["batchItemFailures"]}
+        done = [m["receipt_handle"] for m in messages if m["message_id"] not in failed]
+        if done:
+            client.delete_batch(QUEUE, done)
+        drained += len(done)
+    return {"drained": drained}
+
+
+def handle_batch(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Handle SQS records; answers the ``batchItemFailures`` of those that failed."""
     store = objects()
     failures = []
     results: list[PutItem] = []
     counted: dict[str, int] = {}
-    for record in event.get("Records", []):
+    for record in records:
         try:
             for item, document, pages in process(store, json.loads(record["body"])):
                 results.append(item)

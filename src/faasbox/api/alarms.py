@@ -195,20 +195,32 @@ class AlarmDefinition:
         }
 
     @classmethod
+    def from_fields(cls, name: str, fields: Mapping[str, Any]) -> AlarmDefinition:
+        """Build (and validate) from the fields of a request (all but ``name``). Raises
+        InvalidParameterError naming every unknown field, or every required field left
+        out, before looking at their values."""
+        if not isinstance(fields, Mapping):
+            raise InvalidParameterError("an alarm must be an object")
+        unknown = set(fields) - (FIELDS - {"name"})
+        if unknown:
+            raise InvalidParameterError(f"unknown alarm fields: {sorted(unknown)}")
+        missing = [f for f in REQUIRED if f not in fields]
+        if missing:
+            raise InvalidParameterError(
+                f"alarm {name!r} is missing required fields: {', '.join(missing)}"
+            )
+        return cls.build(name, **fields)
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AlarmDefinition:
-        """Build (and validate) from ``to_dict``'s shape; unknown fields are refused."""
+        """Build (and validate) from ``to_dict``'s shape; see :meth:`from_fields`."""
         if not isinstance(data, Mapping):
             raise InvalidParameterError("an alarm must be an object")
         fields = dict(data)
-        unknown = set(fields) - FIELDS
-        if unknown:
-            raise InvalidParameterError(f"unknown alarm fields: {sorted(unknown)}")
-        missing = {"name", "namespace", "metric", "dimensions", "statistic", "period_s",
-                   "evaluation_periods", "threshold", "comparison_operator"} - set(fields)
-        if missing:
-            raise InvalidParameterError(f"missing alarm fields: {sorted(missing)}")
+        if "name" not in fields:
+            raise InvalidParameterError("an alarm needs a name")
         name = fields.pop("name")
-        return cls.build(name, **fields)
+        return cls.from_fields(name, fields)
 
 
 #: Every field of an alarm definition.
@@ -218,6 +230,9 @@ FIELDS = frozenset({
     "treat_missing_data", "description", "actions_enabled", "alarm_actions", "ok_actions",
     "insufficient_data_actions",
 })
+#: The fields a definition must give (besides its name), in the order errors list them.
+REQUIRED = ("namespace", "metric", "dimensions", "statistic", "period_s",
+            "evaluation_periods", "threshold", "comparison_operator")
 
 
 def _is_int(value: Any) -> bool:
@@ -236,9 +251,12 @@ class Alarms(abc.ABC):
     def put(self, name: str, **definition: Any) -> dict[str, Any]:
         """Create the alarm, or replace its definition (its state is kept, as with
         CloudWatch's PutMetricAlarm). Fields as :meth:`AlarmDefinition.build`. Raises
-        InvalidParameterError for a bad field, an unknown metric, statistic or operator,
-        a period that is not a multiple of 10 s, or an action whose function or queue
-        does not exist; nothing changes then."""
+        InvalidParameterError for an unknown or missing field, a bad value, an unknown
+        metric, statistic or operator, or a period that is not a multiple of 10 s;
+        FunctionNotFoundError (VersionNotFoundError, AliasNotFoundError) or
+        QueueNotFoundError for an action whose target does not exist;
+        ServiceUnavailableError for a metric folded from invocation records where the
+        state store is not SQLite; nothing changes then."""
 
     @abc.abstractmethod
     def get(self, name: str) -> dict[str, Any]:

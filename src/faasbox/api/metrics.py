@@ -39,6 +39,9 @@ METRICS: dict[str, tuple[str, ...]] = {
     SQS: ("ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible",
           "ApproximateAgeOfOldestMessage"),
 }
+#: The metrics folded from invocation records (the others are sampled): SQLite only for
+#: now, see :class:`faasbox.stores.metrics.MetricStore`.
+FROM_RECORDS = frozenset({"Invocations", "Errors", "Throttles", "Duration", "ColdStarts"})
 #: The one dimension of each namespace, and what its values look like.
 DIMENSION = {LAMBDA: "FunctionName", SQS: "QueueName"}
 _DIMENSION_VALUE = {LAMBDA: re.compile(r"^[A-Za-z0-9_-]{1,64}$"),
@@ -72,6 +75,19 @@ def check_metric(namespace: str, metric: str, dimensions: Mapping[str, str]) -> 
     if not isinstance(value, str) or not _DIMENSION_VALUE[namespace].match(value):
         raise InvalidParameterError(f"invalid {key} {value!r}")
     return f"{key}={value}"
+
+
+def parse_dimensions(pairs: list[str], what: str = "dimension") -> dict[str, str]:
+    """``Name=value`` texts (the CLI's ``--dimension``, the HTTP ``dimension`` query
+    parameter) into dimensions. Raises InvalidParameterError naming ``what`` and the
+    pair that has no ``=``."""
+    dimensions = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidParameterError(f"{what} {pair!r}: expected Name=value")
+        dimensions[key] = value
+    return dimensions
 
 
 def check_statistic(statistic: str) -> str:
@@ -132,7 +148,8 @@ class Metrics(abc.ABC):
         have data, oldest first (periods without samples are left out, as CloudWatch
         does). Raises InvalidParameterError for an unknown namespace, metric, dimension
         or statistic, a period that is not a multiple of 10 s, ``since >= until`` or
-        more than 1440 periods."""
+        more than 1440 periods; ServiceUnavailableError for a metric folded from
+        invocation records (``FROM_RECORDS``) where the state store is not SQLite."""
 
     @abc.abstractmethod
     def list_metrics(self, namespace: str | None = None) -> list[dict[str, Any]]:
@@ -143,7 +160,9 @@ class Metrics(abc.ABC):
     def function_summary(
         self, name: str, *, since: float | None = None, period_s: int | None = None
     ) -> dict[str, Any]:
-        """One function's metrics since ``since`` (default: an hour ago):
+        """One function's metrics since ``since`` (default: an hour ago). Raises
+        FunctionNotFoundError when no such function exists and none has datapoints
+        kept (a deleted function's metrics still answer until retention drops them):
         ``{"function", "since", "until", "period_s", "totals", "series"}``. ``totals``:
         Invocations, Errors, Throttles, ColdStarts (sums), ConcurrentExecutions
         (maximum), Duration ``{"average", "p50", "p99", "maximum"}`` (None without
@@ -155,7 +174,8 @@ class Metrics(abc.ABC):
         self, name: str, *, since: float | None = None, period_s: int | None = None
     ) -> dict[str, Any]:
         """One queue's sampled metrics since ``since``: ``{"queue", "since", "until",
-        "period_s", "latest", "maximum", "series"}`` (Maximum per period)."""
+        "period_s", "latest", "maximum", "series"}`` (Maximum per period). Raises
+        QueueNotFoundError when no such queue exists and none has datapoints kept."""
 
     @abc.abstractmethod
     def collect_now(self) -> dict[str, int]:

@@ -126,8 +126,11 @@ class Objects(abc.ABC):
         event). ``events`` from :data:`EVENT_TYPES` (default ``["ObjectCreated:*"]``);
         only keys starting with ``prefix`` and ending with ``suffix``. Only writes after
         this call are notified. Returns ``{"id", "bucket", "destination", "events",
-        "prefix", "suffix", "created_at"}``. Raises InvalidParameterError,
-        BucketNotFoundError, QueueNotFoundError / FunctionNotFoundError."""
+        "prefix", "suffix", "created_at"}``. Raises InvalidParameterError (also when it
+        overlaps another configuration of the bucket, as S3 does: an event type in
+        common and filters one key can match both of; the message names the other's
+        id; nothing is stored), BucketNotFoundError, QueueNotFoundError /
+        FunctionNotFoundError."""
 
     @abc.abstractmethod
     def list_notifications(self, bucket: str) -> builtins.list[dict[str, Any]]:

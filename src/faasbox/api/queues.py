@@ -133,7 +133,9 @@ class Queues(abc.ABC):
         batch), ``body``, optional ``delay_s`` and ``message_attributes``. Returns
         ``{"successful": [{"id", "message_id", "md5_of_body"}], "failed": [{"id",
         "code", "message"}]}``: a bad entry fails alone. Raises InvalidParameterError
-        for an empty batch, more than 10 entries or duplicate ids."""
+        for an empty batch, more than 10 entries or duplicate ids, and when the bodies
+        and message attributes together exceed 256 KB (or the operator's larger
+        message limit); then nothing is sent."""
 
     @abc.abstractmethod
     def receive(

@@ -5,9 +5,10 @@ with batches of its messages, in the SQS event shape (``{"Records": [...]}``). A
 whose invocation succeeds is deleted from the queue; one whose invocation fails
 (handler error, timeout, crash) is left alone and comes back once the queue's
 visibility timeout ends, so the queue's receive count and redrive policy decide when a
-message goes to the dead-letter queue. With ``report_batch_item_failures`` the function
-may answer ``{"batchItemFailures": [{"itemIdentifier": "<messageId>"}]}``: only the
-messages not named are deleted.
+message goes to the dead-letter queue. With ``report_batch_item_failures`` switched on
+(it is off by default, as on Lambda) the function may answer
+``{"batchItemFailures": [{"itemIdentifier": "<messageId>"}]}``: only the messages not
+named are deleted.
 
 Trigger dicts are JSON-ready: ``id``, ``queue``, ``function``, ``batch_size``,
 ``max_batching_window_s``, ``max_concurrency`` (None: up to the platform's cap),
@@ -55,7 +56,7 @@ class Triggers(abc.ABC):
         max_batching_window_s: int = 0,
         max_concurrency: int | None = None,
         enabled: bool = True,
-        report_batch_item_failures: bool = True,
+        report_batch_item_failures: bool = False,
     ) -> dict[str, Any]:
         """Create a mapping from ``queue`` to ``function`` (``name[:qualifier]``) and, if
         ``enabled``, start polling at once. Returns the trigger.
@@ -63,9 +64,10 @@ class Triggers(abc.ABC):
         ``batch_size`` 1-10000 (above 10 needs ``max_batching_window_s`` >= 1);
         ``max_batching_window_s`` 0-300: how long to gather a batch that is not full yet;
         ``max_concurrency`` None or 2-1000: most invocations of this mapping at once.
-        ``report_batch_item_failures`` defaults to True (unlike Lambda, where the
-        function response type must be switched on): a ``batchItemFailures`` answer
-        deletes only the messages it does not name; with False the answer is ignored.
+        ``report_batch_item_failures`` (off by default, as Lambda's
+        ``FunctionResponseTypes=["ReportBatchItemFailures"]``): a ``batchItemFailures``
+        answer deletes only the messages it does not name; while off the answer is
+        ignored and a successful invocation deletes the whole batch.
 
         Raises QueueNotFoundError, FunctionNotFoundError (or the version/alias
         lookup errors), InvalidParameterError for a value out of range or a queue whose

@@ -1,13 +1,14 @@
-"""``faasbox alarm add|ls|rm|history``: CloudWatch-style metric alarms."""
+"""``faasbox alarm add|ls|show|rm|history``: CloudWatch-style metric alarms."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from faasbox.api.alarms import OPERATOR_SYMBOLS
-from faasbox.api.metrics import DIMENSION, LAMBDA, SQS
+from faasbox.api.metrics import DIMENSION, LAMBDA, SQS, parse_dimensions
 from faasbox.cli import common
 from faasbox.cli.common import JSON_OPTION
 from faasbox.errors import InvalidParameterError
@@ -35,14 +36,8 @@ def _target(
         return LAMBDA, {DIMENSION[LAMBDA]: function}
     if queue:
         return SQS, {DIMENSION[SQS]: queue}
-    dimensions = {}
-    for pair in dimension:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InvalidParameterError(f"--dimension {pair!r}: expected Name=value")
-        dimensions[key] = value
     assert namespace is not None
-    return namespace, dimensions
+    return namespace, parse_dimensions(dimension, "--dimension")
 
 
 @alarm_app.command("add")
@@ -124,6 +119,31 @@ def ls(
             alarm["insufficient_data_actions"])
         grid.add_row(alarm["name"], f"[{_STATE_STYLE[alarm['state']]}]{alarm['state']}[/]",
                      _condition(alarm), str(actions), common.when(alarm["state_updated_at"]))
+    common.console.print(grid)
+
+
+@alarm_app.command("show")
+def show(ctx: typer.Context, name: str, as_json: bool = JSON_OPTION) -> None:
+    """Show one alarm: its definition, state and why it is in that state."""
+    with common.client(ctx) as client:
+        alarm = client.alarms.get(name)
+    if as_json:
+        common.print_json(alarm)
+        return
+    grid = common.table("FIELD", "VALUE", title=f"alarm {name}")
+    grid.add_row("state", f"[{_STATE_STYLE[alarm['state']]}]{alarm['state']}[/]")
+    grid.add_row("condition", _condition(alarm))
+    for key, value in alarm.items():
+        if key in ("name", "state"):
+            continue
+        if key.endswith("_at"):
+            shown = common.when(value)
+        elif isinstance(value, list | dict):
+            shown = ", ".join(value) if isinstance(value, list) else ",".join(
+                f"{k}={v}" for k, v in value.items())
+        else:
+            shown = str(value)
+        grid.add_row(key, escape(shown) or "-")  # reasons hold [datapoints]
     common.console.print(grid)
 
 

@@ -1,4 +1,10 @@
-"""``faasbox metrics NAME``: a function's (or queue's) metrics as a table with trends."""
+"""``faasbox metrics``: a function's (or queue's) metrics as a table with trends, and
+the raw metrics query.
+
+``faasbox metrics NAME`` is short for ``faasbox metrics show NAME``: the group sends
+any first word that is not one of its commands (``show``, ``datapoints``, ``list``) to
+``show``. A function named like a command is shown with ``faasbox metrics show NAME``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,9 @@ import time
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from faasbox.api.metrics import LAMBDA, METRICS, SQS
+from faasbox.api.metrics import LAMBDA, METRICS, SQS, parse_dimensions
 from faasbox.cli import common
 from faasbox.cli.common import JSON_OPTION
 from faasbox.errors import InvalidParameterError
@@ -74,7 +81,25 @@ def _queue_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, list[Any]]
     ]
 
 
-def metrics(
+class _ShowByDefault(TyperGroup):
+    """A group whose first argument, when it names no command, is a NAME for ``show``
+    (``faasbox metrics hello`` = ``faasbox metrics show hello``)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's click Context
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+metrics_app = typer.Typer(
+    cls=_ShowByDefault, no_args_is_help=True,
+    help="Metrics: `faasbox metrics NAME` shows a function's (or, with --queue, a "
+         "queue's) metrics; `datapoints` and `list` query any metric.",
+)
+
+
+@metrics_app.command("show")
+def show(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A function name (or a queue with --queue).")],
     since: Annotated[str, typer.Option("--since", help="How far back: 90s, 15m, 1h, 2d.")] = "1h",
@@ -116,6 +141,63 @@ def metrics(
     common.console.print(grid)
 
 
+@metrics_app.command("datapoints")
+def datapoints(
+    ctx: typer.Context,
+    namespace: Annotated[str, typer.Argument(help="AWS/Lambda or AWS/SQS.")],
+    metric: Annotated[str, typer.Argument(help="e.g. Duration, Errors, "
+                                                "ApproximateNumberOfMessagesVisible.")],
+    dimension: Annotated[list[str] | None, typer.Option(
+        "--dimension", "--dim", help="Name=value, e.g. FunctionName=hello.")] = None,
+    statistic: Annotated[str, typer.Option(
+        "--statistic", "--stat", help="SampleCount, Sum, Average, Minimum, Maximum or pNN.")
+    ] = "Sum",
+    period: Annotated[int, typer.Option(
+        "--period", help="Seconds per datapoint (multiple of 10).")] = 60,
+    since: Annotated[str, typer.Option("--since", help="How far back: 90s, 15m, 1h, 2d.")] = "1h",
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """One statistic of one metric per period, oldest first (SDK metrics.get)."""
+    dimensions = parse_dimensions(dimension or [], "--dimension")
+    start = time.time() - parse_duration(since)
+    with common.client(ctx) as client:
+        client.metrics.collect_now()  # include calls that just returned
+        points = client.metrics.get(namespace, metric, dimensions, statistic=statistic,
+                                    period_s=period, since=start)
+    if as_json:
+        common.print_json(points)
+        return
+    dims = ",".join(f"{k}={v}" for k, v in dimensions.items())
+    common.say(f"{statistic}({metric} {dims}) per {period} s since {common.when(start)}")
+    if not points:
+        common.say("No datapoints.")
+        return
+    grid = common.table("TIME", "VALUE", "SAMPLES")
+    for point in points:
+        grid.add_row(common.when(point["timestamp"]), _number(point["value"]),
+                     f"{int(point['sample_count']):,}")
+    common.console.print(grid)
+
+
+@metrics_app.command("list")
+def list_metrics(
+    ctx: typer.Context,
+    namespace: Annotated[str | None, typer.Option(help="Only AWS/Lambda or AWS/SQS.")] = None,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Metrics that have datapoints kept (SDK metrics.list_metrics)."""
+    with common.client(ctx) as client:
+        found = client.metrics.list_metrics(namespace)
+    if as_json:
+        common.print_json(found)
+        return
+    grid = common.table("NAMESPACE", "METRIC", "DIMENSIONS")
+    for item in found:
+        dims = ",".join(f"{k}={v}" for k, v in item["dimensions"].items())
+        grid.add_row(item["namespace"], item["metric"], dims)
+    common.console.print(grid)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``faasbox metrics`` to ``app``."""
-    app.command()(metrics)
+    """Add ``faasbox metrics ...`` to ``app``."""
+    app.add_typer(metrics_app, name="metrics")

@@ -1,7 +1,9 @@
-"""Buckets, objects and notifications: ``bucket create|ls|rm``, ``cp``,
+"""Buckets, objects and notifications: ``bucket create|ls|head|rm``, ``cp``,
 ``notify add|ls|rm``.
 
-Objects are named ``fb://BUCKET/KEY``; ``-`` is standard input or output.
+Objects are named ``fb://BUCKET/KEY``; ``-`` is standard input or output. The SDK's
+``put``/``get``/``open``/``copy`` are ``cp`` (``--range`` for a byte range), ``head`` is
+``bucket head``, ``delete`` and ``delete_bucket`` are ``bucket rm``.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from faasbox.api.objects import Objects
 from faasbox.cli import common
 from faasbox.cli.common import JSON_OPTION
 from faasbox.errors import InvalidParameterError, ObjectNotFoundError
+from faasbox.stores.objects import Range, parse_range
 
 SCHEME = "fb://"
 
-bucket_app = typer.Typer(help="Create, list and delete buckets.", no_args_is_help=True)
+bucket_app = typer.Typer(help="Create, list and delete buckets; inspect and delete objects.",
+                         no_args_is_help=True)
 notify_app = typer.Typer(help="Send a bucket's events to a queue or a function.",
                          no_args_is_help=True)
 
@@ -47,6 +51,17 @@ def parse_location(text: str) -> Location | None:
     if not bucket:
         raise InvalidParameterError(f"{text!r}: expected fb://BUCKET/KEY")
     return Location(bucket, key)
+
+
+def parse_cli_range(text: str) -> Range:
+    """``START-END``, ``START-`` or ``-N`` (bytes, ends included, as HTTP; a leading
+    ``bytes=`` is allowed) as a :data:`Range`, or InvalidParameterError."""
+    try:
+        return parse_range(text if text.strip().startswith("bytes") else f"bytes={text}")
+    except InvalidParameterError:
+        raise InvalidParameterError(
+            f"invalid --range {text!r}: use START-END, START- or -N (bytes, ends included)"
+        ) from None
 
 
 # -- buckets ------------------------------------------------------------------------------
@@ -119,21 +134,60 @@ def _list_all(objects: Objects, bucket: str, prefix: str, delimiter: str | None
             return contents, prefixes
 
 
+@bucket_app.command("head")
+def bucket_head(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="The object: fb://BUCKET/KEY.")],
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show an object's size, ETag, content type, time and metadata (SDK head)."""
+    where = _object(target)
+    with common.client(ctx) as client:
+        info = client.objects.head(where.bucket, where.key)
+    if as_json:
+        common.print_json(info)
+        return
+    grid = common.table("FIELD", "VALUE", title=str(where))
+    for name, value in info.items():
+        if name == "last_modified":
+            value = common.when(value)
+        elif name == "metadata":
+            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        grid.add_row(name, str(value))
+    common.console.print(grid)
+
+
+def _object(text: str) -> Location:
+    where = parse_location(text)
+    if where is None or not where.key:
+        raise InvalidParameterError(f"{text!r} names no object: expected fb://BUCKET/KEY")
+    return where
+
+
 @bucket_app.command("rm")
 def bucket_rm(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Bucket name.")],
+    target: Annotated[str, typer.Argument(
+        help="fb://BUCKET/KEY deletes that object; BUCKET or fb://BUCKET the bucket.")],
     force: Annotated[bool, typer.Option(
-        "--force", help="Delete its objects first.")] = False,
+        "--force", help="Delete a bucket's objects first.")] = False,
 ) -> None:
-    """Delete a bucket (it must be empty, unless --force)."""
+    """Delete an object (SDK delete; no error if it is not there), or a bucket
+    (SDK delete_bucket; it must be empty, unless --force)."""
+    where = parse_location(target) or Location(target, "")
+    if where.key and force:
+        raise InvalidParameterError(f"--force empties a bucket; {target} names an object")
     with common.client(ctx) as client:
+        if where.key:
+            client.objects.delete(where.bucket, where.key)
+            common.say(f"Deleted {where}", "green")
+            return
         if force:
-            contents, _ = _list_all(client.objects, name, "", None)
+            contents, _ = _list_all(client.objects, where.bucket, "", None)
             for item in contents:
-                client.objects.delete(name, item["key"])
-        client.objects.delete_bucket(name)
-    common.say(f"Deleted bucket {name}", "green")
+                client.objects.delete(where.bucket, item["key"])
+        client.objects.delete_bucket(where.bucket)
+    common.say(f"Deleted bucket {where.bucket}", "green")
 
 
 # -- cp -----------------------------------------------------------------------------------
@@ -148,18 +202,25 @@ def cp(
     content_type: Annotated[str | None, typer.Option(
         "--content-type", help="Content type of uploads (default: guessed from the name).")
     ] = None,
+    byte_range: Annotated[str | None, typer.Option(
+        "--range", help="Download only these bytes: START-END, START- or -N (last N).")
+    ] = None,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Copy files and objects: local -> fb://, fb:// -> local, fb:// -> fb://."""
     source, target = parse_location(src), parse_location(dst)
     if source is None and target is None:
         raise InvalidParameterError("one of SRC and DST must be fb://BUCKET/KEY")
+    span = parse_cli_range(byte_range) if byte_range is not None else None
+    if span is not None and (source is None or target is not None or recursive):
+        raise InvalidParameterError("--range applies to downloading one object: "
+                                    "fb://BUCKET/KEY to a file or '-'")
     with common.client(ctx) as client:
         if source is None:
             assert target is not None
             done = _upload(client.objects, src, target, recursive, content_type)
         elif target is None:
-            done = _download(client.objects, source, dst, recursive)
+            done = _download(client.objects, source, dst, recursive, span)
         else:
             done = _copy(client.objects, source, target, recursive)
     if as_json:
@@ -201,13 +262,13 @@ def _upload(objects: Objects, src: str, target: Location, recursive: bool,
     return done
 
 
-def _download(objects: Objects, source: Location, dst: str, recursive: bool
-              ) -> list[dict[str, Any]]:
+def _download(objects: Objects, source: Location, dst: str, recursive: bool,
+              span: Range | None = None) -> list[dict[str, Any]]:
     if not recursive:
         if not source.key:
             raise InvalidParameterError(f"{source} names no object: add a key or --recursive")
         if dst == "-":
-            with objects.open(source.bucket, source.key) as reader:
+            with objects.open(source.bucket, source.key, byte_range=span) as reader:
                 for chunk in reader:
                     sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
@@ -215,7 +276,7 @@ def _download(objects: Objects, source: Location, dst: str, recursive: bool
         path = Path(dst)
         if path.is_dir() or dst.endswith(("/", os.sep)):
             path = path / source.key.rsplit("/", 1)[-1]
-        _save(objects, source.bucket, source.key, path)
+        _save(objects, source.bucket, source.key, path, span)
         return [{"action": "download", "from": str(source), "to": str(path)}]
     if dst == "-":
         raise InvalidParameterError("--recursive downloads need a folder, not '-'")
@@ -243,12 +304,13 @@ def _download(objects: Objects, source: Location, dst: str, recursive: bool
     return done
 
 
-def _save(objects: Objects, bucket: str, key: str, path: Path) -> None:
+def _save(objects: Objects, bucket: str, key: str, path: Path, span: Range | None = None
+          ) -> None:
     """Download to a temp file beside ``path``, then rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as sink, objects.open(bucket, key) as reader:
+        with os.fdopen(fd, "wb") as sink, objects.open(bucket, key, byte_range=span) as reader:
             for chunk in reader:
                 sink.write(chunk)
         os.replace(tmp, path)

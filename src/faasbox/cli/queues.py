@@ -1,4 +1,6 @@
-"""Queues: ``faasbox queue create|ls|attrs|send|receive|delete|purge|redrive|rm``."""
+"""Queues: ``faasbox queue create|ls|attrs|delete|purge|send|send-batch|receive|
+delete-message|change-visibility|redrive``, named after the SDK's methods (``rm`` is
+``delete``, as for the other resources)."""
 
 from __future__ import annotations
 
@@ -143,6 +145,18 @@ def attrs(
 
 
 @queue_app.command()
+def delete(ctx: typer.Context, name: NameArg) -> None:
+    """Delete a queue and its messages."""
+    with common.client(ctx) as client:
+        client.queues.delete(name)
+    common.say(f"Deleted queue {name}", "green")
+
+
+# the other resources' commands say rm; both names do the same
+queue_app.command("rm", help="Delete a queue and its messages (same as delete).")(delete)
+
+
+@queue_app.command()
 def send(
     ctx: typer.Context,
     name: NameArg,
@@ -159,6 +173,48 @@ def send(
         common.print_json(sent)
         return
     common.say(f"Sent {sent['message_id']}", "green")
+
+
+@queue_app.command("send-batch")
+def send_batch(
+    ctx: typer.Context,
+    name: NameArg,
+    bodies: Annotated[list[str], typer.Argument(
+        help=f"1-{BATCH_MAX} message bodies, each text or @FILE (@- for stdin, once).")],
+    delay: Annotated[int | None, typer.Option("--delay", help="Seconds before visible.")]
+    = None,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Send 1-10 messages in one call.
+
+    Each is sent or fails alone (exit 1 if any failed); entry ids are the bodies'
+    positions, 0 first."""
+    if len(bodies) > BATCH_MAX:
+        raise InvalidParameterError(f"{len(bodies)} bodies: a batch takes 1-{BATCH_MAX}")
+    if bodies.count("@-") > 1:
+        raise InvalidParameterError("@- (stdin) can be given once")
+    entries: list[dict[str, Any]] = [
+        {"id": str(index), "body": _read_body(body)} for index, body in enumerate(bodies)
+    ]
+    if delay is not None:
+        for entry in entries:
+            entry["delay_s"] = delay
+    with common.client(ctx) as client:
+        result = client.queues.send_batch(name, entries)
+    if as_json:
+        common.print_json(result)
+    else:
+        for item in result["successful"]:
+            common.say(f"Sent {item['message_id']} (body {item['id']})", "green")
+        _print_failures(result["failed"], "body")
+    if result["failed"]:
+        raise typer.Exit(1)
+
+
+def _print_failures(failed: list[dict[str, str]], what: str) -> None:
+    for item in failed:
+        common.err_console.print(f"{what} {item['id']}: {item['code']}: {item['message']}",
+                                 style="bold red", soft_wrap=True)
 
 
 def _read_body(body: str) -> str:
@@ -204,14 +260,16 @@ def receive(
     common.console.print(grid)
 
 
-@queue_app.command()
-def delete(
+@queue_app.command("delete-message")
+def delete_message(
     ctx: typer.Context,
     name: NameArg,
     handles: Annotated[list[str], typer.Argument(help="Receipt handles from receive.")],
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Delete received messages by receipt handle (exit 1 if any handle failed)."""
+    """Delete received messages by receipt handle (exit 1 if any failed).
+
+    Handles go 10 to a delete_batch call."""
     successful: list[str] = []
     failed: list[dict[str, str]] = []
     with common.client(ctx) as client:
@@ -232,6 +290,21 @@ def delete(
                                      soft_wrap=True)
     if failed:
         raise typer.Exit(1)
+
+
+@queue_app.command("change-visibility")
+def change_visibility(
+    ctx: typer.Context,
+    name: NameArg,
+    handle: Annotated[str, typer.Argument(help="Receipt handle from the latest receive.")],
+    seconds: Annotated[int, typer.Argument(
+        help="Seconds from now until visible again (0: at once; up to 43200).")],
+) -> None:
+    """Hide a received message for SECONDS more, or release it at once with 0."""
+    with common.client(ctx) as client:
+        client.queues.change_visibility(name, handle, seconds)
+    when = "now" if seconds == 0 else f"in {seconds} s"
+    common.say(f"Message visible again {when}", "green")
 
 
 @queue_app.command()
@@ -260,14 +333,6 @@ def redrive(
         common.print_json({"moved": moved})
     else:
         common.say(f"Moved {moved} message(s) out of {dlq}", "green")
-
-
-@queue_app.command()
-def rm(ctx: typer.Context, name: NameArg) -> None:
-    """Delete a queue and its messages."""
-    with common.client(ctx) as client:
-        client.queues.delete(name)
-    common.say(f"Deleted queue {name}", "green")
 
 
 def register(app: typer.Typer) -> None:

@@ -38,9 +38,10 @@ def add(
         bool,
         typer.Option(
             "--report-batch-item-failures/--no-report-batch-item-failures",
-            help="Honour a batchItemFailures answer (delete only the other messages).",
+            help="Honour a batchItemFailures answer (delete only the other messages); "
+            "off by default, as on Lambda.",
         ),
-    ] = True,
+    ] = False,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Invoke FUNCTION with batches of QUEUE's messages."""

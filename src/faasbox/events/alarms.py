@@ -16,6 +16,8 @@ one transaction (an outbox); delivery happens after it and is retried until it
 succeeds, is refused for good (the target is gone), or has failed ``MAX_ATTEMPTS``
 times. A crash between delivering and noting it delivers the event again; never
 losing an alarm is worth a duplicate, which every Lambda and SQS consumer tolerates.
+What a crash left in the outbox is delivered when the platform opens again
+(:meth:`AlarmService.resume`, before the dispatcher starts).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 
 from faasbox.api.alarms import (
     ALARM,
-    FIELDS,
     INSUFFICIENT_DATA,
     OK,
     OPERATORS,
@@ -204,13 +205,8 @@ class AlarmService(Alarms):
     # -- definitions -----------------------------------------------------------------
 
     def put(self, name: str, **definition: Any) -> dict[str, Any]:
-        unknown = set(definition) - (FIELDS - {"name"})
-        if unknown:
-            raise InvalidParameterError(f"unknown alarm fields: {sorted(unknown)}")
-        try:
-            alarm = AlarmDefinition.build(name, **definition)
-        except TypeError as exc:  # a required field left out
-            raise InvalidParameterError(f"incomplete alarm: {exc}") from None
+        alarm = AlarmDefinition.from_fields(name, definition)
+        self._platform.metrics.check_collected(alarm.namespace, alarm.metric)
         for action in {*alarm.alarm_actions, *alarm.ok_actions,
                        *alarm.insufficient_data_actions}:
             self._check_target(action)
@@ -219,16 +215,15 @@ class AlarmService(Alarms):
         return _to_dict(row)
 
     def _check_target(self, action: str) -> None:
+        """Raises the NotFoundError of a missing target, as schedules and bucket
+        notifications do (FunctionNotFoundError, QueueNotFoundError...)."""
         kind, name, qualifier = parse_action(action)
-        try:
-            if kind == "queue":
-                self._platform.queues.get(name)
-            elif qualifier is None or qualifier == LATEST or qualifier.isdigit():
-                self._platform.registry.get(name, qualifier or LATEST)
-            else:
-                self._platform.registry.alias(name, qualifier)
-        except NotFoundError as exc:
-            raise InvalidParameterError(f"alarm action {action!r}: {exc.message}") from None
+        if kind == "queue":
+            self._platform.queues.get(name)
+        elif qualifier is None or qualifier.isdigit():
+            self._platform.registry.get(name, qualifier or LATEST)
+        else:
+            self._platform.registry.alias(name, qualifier)
 
     def get(self, name: str) -> dict[str, Any]:
         return _to_dict(self._require(name))
@@ -295,8 +290,17 @@ class AlarmService(Alarms):
         moved = self.store.get(alarm.name)
         return _to_dict(moved) if moved is not None else None
 
-    def _deliver(self, now: float) -> None:
-        for pending in self.store.pending():
+    def resume(self) -> int:
+        """Deliver the actions a crash left in the outbox (their state change committed,
+        their delivery not yet noted). Called at start, before the dispatcher runs, so
+        that they go out even if no alarm changes again. Returns how many were tried;
+        those that failed in a way that may pass are retried at later evaluations."""
+        with self._lock:
+            return self._deliver(time.time())
+
+    def _deliver(self, now: float) -> int:
+        pending_actions = self.store.pending()
+        for pending in pending_actions:
             try:
                 receipt = self._send(pending)
             except (NotFoundError, InvalidParameterError, PayloadTooLargeError) as exc:
@@ -311,6 +315,7 @@ class AlarmService(Alarms):
             else:
                 self.store.finish(pending, f"Successfully executed action {pending.action}",
                                   {"action": pending.action, **receipt}, now)
+        return len(pending_actions)
 
     def _send(self, pending: PendingAction) -> dict[str, Any]:
         kind, name, qualifier = parse_action(pending.action)
@@ -364,5 +369,6 @@ def _to_dict(row: AlarmRow) -> dict[str, Any]:
 def attach(platform: Platform) -> AlarmService:
     """Build the service over ``platform``'s stores and register its driver."""
     service = AlarmService(platform)
+    service.resume()
     platform.dispatcher.add(AlarmsDriver(service))
     return service

@@ -5,8 +5,9 @@ threads. A poller receives a batch (one receive transaction, gathering more duri
 the batching window), invokes the function synchronously with the SQS event, and
 acts on the outcome (one delete transaction):
 
-- success: delete the batch, or with ``report_batch_item_failures`` every message
-  but those named in ``batchItemFailures`` (a malformed answer fails the whole batch);
+- success: delete the batch, or with ``report_batch_item_failures`` (opt-in, as on
+  Lambda) every message but those named in ``batchItemFailures`` (a malformed answer
+  fails the whole batch);
 - function error, timeout, crash: delete nothing; the batch comes back when the
   queue's visibility timeout ends (its receive count then drives the redrive policy);
 - throttled: wait a growing backoff, give the batch back at once, and shrink.
@@ -106,7 +107,7 @@ class MappingService(Triggers):
         max_batching_window_s: int = 0,
         max_concurrency: int | None = None,
         enabled: bool = True,
-        report_batch_item_failures: bool = True,
+        report_batch_item_failures: bool = False,
     ) -> dict[str, Any]:
         if not isinstance(function, str):
             raise InvalidParameterError(f"function must be NAME[:QUALIFIER], not {function!r}")

@@ -93,6 +93,17 @@ class Notification:
         family = change.event.partition(":")[0] + ":*"
         return change.event in self.events or family in self.events
 
+    def overlaps(self, other: Notification) -> bool:
+        """Whether one change could match both configurations (S3 refuses such pairs,
+        whatever their destinations): same bucket, an event type in common, and prefix
+        and suffix filters that one key can satisfy at once (of two prefixes one starts
+        the other; of two suffixes one ends the other; an empty filter matches all)."""
+        return (self.bucket == other.bucket
+                and bool(_concrete(self.events) & _concrete(other.events))
+                and (self.prefix.startswith(other.prefix)
+                     or other.prefix.startswith(self.prefix))
+                and (self.suffix.endswith(other.suffix) or other.suffix.endswith(self.suffix)))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -103,6 +114,13 @@ class Notification:
             "suffix": self.suffix,
             "created_at": self.created_at,
         }
+
+
+def _concrete(events: Iterable[str]) -> set[str]:
+    """The event names (no wildcards) that ``events`` select."""
+    names = [name for name in EVENT_TYPES if not name.endswith(":*")]
+    return {name for name in names
+            if name in events or name.partition(":")[0] + ":*" in events}
 
 
 def normalize_events(events: Iterable[str] | None) -> tuple[str, ...]:
@@ -135,19 +153,30 @@ class NotificationConfigs:
 
     def add(self, bucket: str, destination: Destination, events: tuple[str, ...],
             prefix: str, suffix: str, after_seq: int) -> Notification:
-        """Store a new configuration. Raises InvalidParameterError past
-        ``MAX_PER_BUCKET`` configurations."""
+        """Store a new configuration. Raises InvalidParameterError (nothing stored) for a
+        prefix or suffix over 1024 bytes, past ``MAX_PER_BUCKET`` configurations, or when
+        it overlaps one of the bucket's configurations (see
+        :meth:`Notification.overlaps`: one event would be delivered twice); the check and
+        the insert are one transaction, so two concurrent adds cannot both pass it."""
         for text, what in ((prefix, "prefix"), (suffix, "suffix")):
             if not isinstance(text, str) or len(text.encode()) > 1024:
                 raise InvalidParameterError(f"invalid {what} {text!r}: up to 1024 bytes")
         made = Notification(uuid.uuid4().hex, bucket, destination, events, prefix, suffix,
                             after_seq, time.time())
         with self.db.write() as conn:
-            count = conn.execute(sa.select(sa.func.count()).select_from(notifications).where(
-                notifications.c.bucket == bucket)).scalar_one()
-            if count >= MAX_PER_BUCKET:
+            present = [_notification(row) for row in conn.execute(
+                sa.select(notifications).where(notifications.c.bucket == bucket)
+                .order_by(notifications.c.created_at, notifications.c.id))]
+            if len(present) >= MAX_PER_BUCKET:
                 raise InvalidParameterError(
-                    f"bucket {bucket} has {count} notifications, the most allowed")
+                    f"bucket {bucket} has {len(present)} notifications, the most allowed")
+            clash = next((other for other in present if made.overlaps(other)), None)
+            if clash is not None:
+                raise InvalidParameterError(
+                    f"Configurations overlap: notification {clash.id} of bucket {bucket} "
+                    f"already selects {', '.join(clash.events)} with prefix "
+                    f"{clash.prefix!r} and suffix {clash.suffix!r}; an event would be "
+                    "delivered twice (use filters that no key matches both of)")
             conn.execute(notifications.insert().values(
                 id=made.id, bucket=bucket, destination=str(destination),
                 events=orjson.dumps(list(events)).decode(), prefix=prefix, suffix=suffix,
@@ -161,10 +190,7 @@ class NotificationConfigs:
         if bucket is not None:
             query = query.where(notifications.c.bucket == bucket)
         with self.db.read() as conn:
-            rows = conn.execute(query).all()
-        return [Notification(r.id, r.bucket, Destination.parse(r.destination),
-                             tuple(orjson.loads(r.events)), r.prefix, r.suffix, r.after_seq,
-                             r.created_at) for r in rows]
+            return [_notification(row) for row in conn.execute(query)]
 
     def remove(self, bucket: str, notification_id: str) -> None:
         """Raises NotificationNotFoundError."""
@@ -192,6 +218,12 @@ class NotificationConfigs:
                 seq=seq))
             if done.rowcount == 0:
                 conn.execute(cursors.insert().values(name="objects", seq=seq))
+
+
+def _notification(row: Any) -> Notification:
+    return Notification(row.id, row.bucket, Destination.parse(row.destination),
+                        tuple(orjson.loads(row.events)), row.prefix, row.suffix,
+                        row.after_seq, row.created_at)
 
 
 def event_record(change: Change, configuration_id: str) -> dict[str, Any]:

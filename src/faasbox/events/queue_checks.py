@@ -6,13 +6,14 @@ written when it does (the queue service runs these before opening a transaction)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import re
 import uuid
 from typing import Any
 
-from faasbox.api.queues import BATCH_MAX, DELAY_MAX_S
+from faasbox.api.queues import BATCH_MAX, DELAY_MAX_S, MAX_MESSAGE_BYTES
 from faasbox.errors import InvalidParameterError
 from faasbox.stores.queues import NewMessage, QueueConfig
 
@@ -27,6 +28,8 @@ ATTRIBUTE_NAME_RE = re.compile(r"^(?!\.)(?!.*\.\.)(?!.*\.$)[A-Za-z0-9_.-]{1,256}
 _BAD_CHAR_RE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 #: Message attributes per message (SQS: 10).
 ATTRIBUTES_MAX = 10
+#: A whole ``send_batch`` (SQS: the sum of its entries, 256 KB).
+BATCH_MAX_BYTES = MAX_MESSAGE_BYTES
 
 
 def new_message(
@@ -89,6 +92,24 @@ def attributes_size(attributes: Any) -> int:
             )
         size += len(key.encode()) + len(kind.encode()) + len(value[field].encode())
     return size
+
+
+def check_batch_bytes(entries: list[dict[str, Any]], limit: int) -> None:
+    """InvalidParameterError if the entries' bodies and message attributes add up to more
+    than ``limit`` bytes (UTF-8), as SQS refuses a batch whose total is too long. Bodies
+    that are not text and malformed attributes count nothing here: they fail alone."""
+    total = 0
+    for entry in entries:
+        body = entry.get("body")
+        if isinstance(body, str):
+            total += len(body.encode())
+        with contextlib.suppress(InvalidParameterError):
+            total += attributes_size(entry.get("message_attributes"))
+    if total > limit:
+        raise InvalidParameterError(
+            f"batch is {total} bytes in all (bodies and message attributes), over the "
+            f"{limit}-byte limit of one send_batch; nothing was sent"
+        )
 
 
 def entry_ids(entries: Any, allowed: set[str]) -> list[str]:

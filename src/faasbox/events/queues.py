@@ -54,7 +54,9 @@ from faasbox.api.queues import (
 from faasbox.errors import InvalidParameterError, InvalidReceiptHandleError
 from faasbox.events.dispatcher import Dispatcher, Driver
 from faasbox.events.queue_checks import (
+    BATCH_MAX_BYTES,
     bounded,
+    check_batch_bytes,
     entry_ids,
     new_message,
     queue_name,
@@ -232,6 +234,8 @@ class QueueService(Queues):
     def send_batch(self, name: str, entries: builtins.list[dict[str, Any]]) -> dict[str, Any]:
         queue_name(name)
         ids = entry_ids(entries, {"id", "body", "delay_s", "message_attributes"})
+        # an operator who allows larger messages allows a batch of one of them
+        check_batch_bytes(entries, max(BATCH_MAX_BYTES, self._bytes_limit))
         failed: builtins.list[dict[str, str]] = []
         good: builtins.list[tuple[str, NewMessage]] = []
 

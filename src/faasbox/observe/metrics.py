@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from faasbox.api.metrics import (
     DIMENSION,
+    FROM_RECORDS,
     LAMBDA,
     MAX_DATAPOINTS,
     METRICS,
@@ -29,10 +30,15 @@ from faasbox.api.metrics import (
     check_period,
     check_statistic,
 )
-from faasbox.errors import InvalidParameterError
+from faasbox.errors import (
+    FunctionNotFoundError,
+    InvalidParameterError,
+    QueueNotFoundError,
+    ServiceUnavailableError,
+)
 from faasbox.events.dispatcher import Driver
 from faasbox.model import Status, validate_name
-from faasbox.stores.metrics import MetricStore, Sample, Stats
+from faasbox.stores.metrics import RECORDS_NEED_SQLITE, MetricStore, Sample, Stats
 
 if TYPE_CHECKING:
     from faasbox.platform import Platform
@@ -76,8 +82,8 @@ class MetricService(Metrics):
         self.store = MetricStore(platform.database, RESOLUTION_S)
         self._lock = threading.Lock()  # one collection at a time: samples of one tick
         if not self.store.can_fold:
-            log.warning("function metrics from invocation records need SQLite for now; "
-                        "only concurrency and queue levels are collected")
+            log.warning("%s; only concurrency and queue levels are collected",
+                        RECORDS_NEED_SQLITE)
         self._closed = False
 
     # -- collection ------------------------------------------------------------------
@@ -135,6 +141,7 @@ class MetricService(Metrics):
         until: float | None = None,
     ) -> list[dict[str, Any]]:
         dims = check_metric(namespace, metric, dimensions)
+        self.check_collected(namespace, metric)
         check_statistic(statistic)
         period = check_period(period_s)
         start, end = _window(since, until, period)
@@ -143,6 +150,13 @@ class MetricService(Metrics):
              "sample_count": stats.count}
             for ts, stats in self.periods((namespace, metric, dims), period, start, end)
         ]
+
+    def check_collected(self, namespace: str, metric: str) -> None:
+        """Raises ServiceUnavailableError for a metric this store cannot collect (one
+        folded from invocation records, where the state store is not SQLite), rather
+        than answer zeros that look like no traffic."""
+        if namespace == LAMBDA and metric in FROM_RECORDS and not self.store.can_fold:
+            raise ServiceUnavailableError(RECORDS_NEED_SQLITE)
 
     def periods(
         self, key: tuple[str, str, str], period_s: int, start: float, end: float
@@ -175,8 +189,14 @@ class MetricService(Metrics):
         self, name: str, *, since: float | None = None, period_s: int | None = None
     ) -> dict[str, Any]:
         validate_name(name)
+        self.check_collected(LAMBDA, "Invocations")
         start, end, period = _summary_window(since, period_s)
         dims = f"FunctionName={name}"
+        try:
+            self._platform.registry.get(name)
+        except FunctionNotFoundError:  # a typo, unless it is a deleted function's history
+            if not self.store.has_datapoints(LAMBDA, METRICS[LAMBDA], dims):
+                raise
         totals: dict[str, Any] = {}
         series: dict[str, list[list[Any]]] = {}
         for metric in METRICS[LAMBDA]:
@@ -207,6 +227,11 @@ class MetricService(Metrics):
         check_metric(SQS, METRICS[SQS][0], {DIMENSION[SQS]: name})
         start, end, period = _summary_window(since, period_s)
         dims = f"QueueName={name}"
+        try:
+            self._platform.queues.get(name)
+        except QueueNotFoundError:  # a typo, unless it is a deleted queue's history
+            if not self.store.has_datapoints(SQS, METRICS[SQS], dims):
+                raise
         latest: dict[str, Any] = {}
         maximum: dict[str, Any] = {}
         series: dict[str, list[list[Any]]] = {}

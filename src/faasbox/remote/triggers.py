@@ -33,7 +33,7 @@ class RemoteTriggers(Triggers):
         max_batching_window_s: int = 0,
         max_concurrency: int | None = None,
         enabled: bool = True,
-        report_batch_item_failures: bool = True,
+        report_batch_item_failures: bool = False,
     ) -> dict[str, Any]:
         body = {
             "queue": queue,

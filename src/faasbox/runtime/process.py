@@ -89,6 +89,7 @@ def sandbox_environment(settings: Settings, spec: SandboxSpec, sandbox_id: str,
         env["FAASBOX_OBJECTS_DIR"] = str(settings.objects_path.resolve())
     else:
         env["FAASBOX_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+        env["FAASBOX_S3_REGION"] = settings.s3_region
         env["FAASBOX_S3_BUCKET_PREFIX"] = settings.s3_bucket_prefix
     return env
 

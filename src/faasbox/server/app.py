@@ -7,7 +7,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,11 +42,13 @@ if TYPE_CHECKING:
 def create_app(
     client: Client, *, limits: Limits | None = None,
     invocation_slots: int = invoke.DEFAULT_INVOCATION_SLOTS,
+    receive_slots: int = queues.DEFAULT_RECEIVE_SLOTS,
 ) -> FastAPI:
     """The HTTP API over ``client`` (docs/api.md). The caller owns and closes the client.
 
-    At most ``invocation_slots`` invocations run at once; one more is answered 429
-    at once. They have threads of their own, so other routes keep answering.
+    At most ``invocation_slots`` invocations and ``receive_slots`` queue long polls run
+    at once; one more is answered 429 at once. They have threads of their own, so other
+    routes keep answering.
     """
     app = FastAPI(
         title="faasbox",
@@ -56,6 +58,7 @@ def create_app(
     app.state.client = client
     app.state.limits = limits or Limits()
     app.state.invocation_slots = invoke.InvocationSlots(invocation_slots)
+    app.state.receive_slots = queues.ReceiveSlots(receive_slots)
     errors.install(app)
 
     @app.get("/healthz", tags=["health"])
@@ -109,7 +112,17 @@ def _bind(host: str, port: int) -> socket.socket:
 
 class _Server(uvicorn.Server):
     """uvicorn's server, stopping on SIGINT/SIGTERM without re-raising the signal after
-    its graceful shutdown (``serve`` still has the platform to close)."""
+    its graceful shutdown (``serve`` still has the platform to close), and calling
+    ``before_shutdown`` first: requests that wait on the platform (long polls) end
+    at once instead of being cancelled when the graceful timeout runs out."""
+
+    def __init__(self, config: uvicorn.Config, before_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._before_shutdown = before_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._before_shutdown()
+        await super().shutdown(sockets=sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -167,7 +180,8 @@ def serve(settings: Settings, examples: bool = False) -> None:
             access_log=False,
             timeout_graceful_shutdown=5,
         )
-        _Server(config).run(sockets=[sock])
+        # Closing the queues wakes every long poll, which then answers empty.
+        _Server(config, before_shutdown=platform.queues.close).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:

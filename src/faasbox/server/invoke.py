@@ -15,7 +15,6 @@ deploys, and a call that finds every slot busy is answered 429 at once, never qu
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
@@ -24,9 +23,10 @@ import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from faasbox.errors import InvalidParameterError, PayloadTooLargeError, TooManyRequestsError
+from faasbox.errors import InvalidParameterError, PayloadTooLargeError
 from faasbox.sdk import Client
 from faasbox.server.deps import ClientDep
+from faasbox.server.slots import Slots
 
 T = TypeVar("T")
 
@@ -37,37 +37,11 @@ LOG_TAIL_BYTES = 4096
 DEFAULT_INVOCATION_SLOTS = 256
 
 
-class InvocationSlots:
-    """At most ``size`` invocations at a time, each in a worker thread of this pool.
-
-    A call that finds every slot taken raises :class:`TooManyRequestsError` at once
-    (Lambda throttles; it does not queue without bound).
-    """
+class InvocationSlots(Slots):
+    """At most ``size`` invocations at a time (Lambda throttles; it does not queue)."""
 
     def __init__(self, size: int = DEFAULT_INVOCATION_SLOTS) -> None:
-        if size < 1:
-            raise ValueError(f"invocation slots must be at least 1, not {size}")
-        self.size = size
-        self._admission = anyio.CapacityLimiter(size)
-        # Threads are taken only by admitted calls, so this one never makes a call wait.
-        self._threads = anyio.CapacityLimiter(size)
-
-    @property
-    def in_use(self) -> int:
-        return int(self._admission.borrowed_tokens)
-
-    async def run(self, func: Callable[[], T]) -> T:
-        token = object()
-        try:
-            self._admission.acquire_on_behalf_of_nowait(token)
-        except anyio.WouldBlock:
-            raise TooManyRequestsError(
-                f"the server's {self.size} concurrent invocations are in use; retry later"
-            ) from None
-        try:
-            return await anyio.to_thread.run_sync(func, limiter=self._threads)
-        finally:
-            self._admission.release_on_behalf_of(token)
+        super().__init__(size, "invocations")
 
 
 def _too_large(size: int | str, limit: int) -> PayloadTooLargeError:

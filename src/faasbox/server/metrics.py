@@ -8,22 +8,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from faasbox.errors import InvalidParameterError
+from faasbox.api.metrics import parse_dimensions
 from faasbox.server.deps import ClientDep
 
 #: No prefix: the Prometheus route lives at the root, where scrapers look for it.
 router = APIRouter(tags=["metrics"])
-
-
-def parse_dimensions(pairs: list[str]) -> dict[str, str]:
-    """``Name=value`` pairs into dimensions; raises InvalidParameterError."""
-    dimensions = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InvalidParameterError(f"dimension {pair!r}: expected Name=value")
-        dimensions[key] = value
-    return dimensions
 
 
 @router.get("/metrics", response_class=PlainTextResponse, tags=["prometheus"])

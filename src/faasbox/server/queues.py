@@ -2,20 +2,41 @@
 
 Receipt handles are URL-safe (base64url), so they travel in paths as they are; the
 routes take any text there, so a garbled handle is answered ReceiptHandleIsInvalid.
+
+A long poll holds a thread while it waits (up to 20 s). Receives therefore run in
+threads of their own (:class:`ReceiveSlots`), apart from the shared pool of the other
+routes: a thousand waiting receivers never hold up the send that wakes them. A receive
+that finds every slot taken is answered 429 at once, never queued.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from faasbox.api import queues as api
 from faasbox.api.queues import Message
+from faasbox.sdk import Client
 from faasbox.server.deps import ClientDep
+from faasbox.server.slots import Slots
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/v1", tags=["queues"])
+
+#: Receives one server runs at once when not told otherwise (a waiting one costs a
+#: parked thread, no CPU).
+DEFAULT_RECEIVE_SLOTS = 1024
+
+
+class ReceiveSlots(Slots):
+    """At most ``size`` receives (long polls) at a time."""
+
+    def __init__(self, size: int = DEFAULT_RECEIVE_SLOTS) -> None:
+        super().__init__(size, "queue receives")
 
 
 class _Body(BaseModel):
@@ -127,14 +148,19 @@ def send_batch(name: str, body: BatchBody, client: ClientDep) -> dict[str, Any]:
 
 
 @router.post("/queues/{name}/receive")
-def receive(name: str, client: ClientDep, body: ReceiveBody | None = None) -> dict[str, Any]:
-    """Receive up to ``max_messages`` (1-10), long polling up to ``wait_s``."""
+async def receive(
+    name: str, request: Request, body: ReceiveBody | None = None
+) -> dict[str, Any]:
+    """Receive up to ``max_messages`` (1-10), long polling up to ``wait_s``. 429 when
+    the server's receive slots are all waiting already."""
     body = body or ReceiveBody()
+    # the client straight from the app: a sync dependency would take a shared thread
+    client: Client = request.app.state.client
     # (typed by hand: Queues.list shadows ``list`` in the annotations of faasbox.api.queues)
-    found: list[Message] = client.queues.receive(
-        name, max_messages=body.max_messages, wait_s=body.wait_s,
+    found: list[Message] = await request.app.state.receive_slots.run(partial(
+        client.queues.receive, name, max_messages=body.max_messages, wait_s=body.wait_s,
         visibility_timeout_s=body.visibility_timeout_s,
-    )
+    ))
     return {"messages": [message.to_dict() for message in found]}
 
 

@@ -27,7 +27,7 @@ class CreateBody(_Body):
     max_batching_window_s: StrictInt = 0
     max_concurrency: StrictInt | None = None
     enabled: StrictBool = True
-    report_batch_item_failures: StrictBool = True
+    report_batch_item_failures: StrictBool = False
 
 
 class UpdateBody(_Body):

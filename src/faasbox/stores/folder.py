@@ -6,6 +6,7 @@ and write objects without going through HTTP, while the control plane uses it to
 Layout under ``root``::
 
     index.db                 sqlite3 (WAL): buckets, the object index, the change feed
+                             (its table and queries: :mod:`faasbox.stores.feed`)
     .tmp/<blob>              a put being written (streamed, MD5 computed on the way)
     <bucket>/<b[:2]>/<blob>  object contents, one immutable file per put, unique name
 
@@ -53,6 +54,8 @@ from faasbox.errors import (
     ObjectNotFoundError,
     PreconditionFailedError,
 )
+from faasbox.stores import feed
+from faasbox.stores.listing import list_keys
 from faasbox.stores.objects import (
     COPY,
     DELETE,
@@ -64,13 +67,10 @@ from faasbox.stores.objects import (
     ObjectInfo,
     ObjectReader,
     ObjectStore,
-    ObjectSummary,
     PutItem,
     Range,
     check_distinct_keys,
     clean_etag,
-    decode_token,
-    encode_token,
     resolve_range,
     validate_bucket_name,
     validate_content_type,
@@ -78,6 +78,7 @@ from faasbox.stores.objects import (
     validate_listing,
     validate_metadata,
 )
+from faasbox.stores.readers import BytesReader, FileReader, read_upto
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (
@@ -95,15 +96,6 @@ CREATE TABLE IF NOT EXISTS objects (
     last_modified REAL NOT NULL,
     data BLOB,
     PRIMARY KEY (bucket, key)
-);
-CREATE TABLE IF NOT EXISTS object_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    bucket TEXT NOT NULL,
-    key TEXT NOT NULL,
-    event TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    etag TEXT NOT NULL,
-    time REAL NOT NULL
 );
 """
 
@@ -141,6 +133,7 @@ class FolderStore(ObjectStore):
         self._closed = False
         conn = self._conn()
         conn.executescript(_SCHEMA)
+        feed.create(conn)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(objects)")}
         if "data" not in columns:  # an index made before inline objects
             conn.execute("ALTER TABLE objects ADD COLUMN data BLOB")
@@ -263,7 +256,7 @@ class FolderStore(ObjectStore):
         want = clean_etag(if_match) if if_match is not None else None
         reader = HashingReader(body)
         chunks = reader.chunks()
-        head = _read_upto(chunks, INLINE_MAX_BYTES + 1)
+        head = read_upto(chunks, INLINE_MAX_BYTES + 1)
         if len(head) <= INLINE_MAX_BYTES:  # small: the index row holds it, one transaction
             info = ObjectInfo(bucket, key, reader.size, reader.md5.hexdigest(), ctype,
                               time.time(), meta)
@@ -362,11 +355,8 @@ class FolderStore(ObjectStore):
             [(bucket, info.key, blob, info.size, info.etag, info.content_type,
               json.dumps(info.metadata), info.last_modified, data)
              for info, blob, data in staged])
-        conn.executemany(
-            "INSERT INTO object_events (bucket, key, event, size, etag, time) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(bucket, info.key, PUT, info.size, info.etag, info.last_modified)
-             for info, _, _ in staged])
+        feed.record_many(conn, [(bucket, info.key, PUT, info.size, info.etag,
+                                 info.last_modified) for info, _, _ in staged])
         return [present[key] for key in keys if key in present]
 
     def _write_blob(self, bucket: str, blob: str, body: bytes) -> None:
@@ -425,11 +415,8 @@ class FolderStore(ObjectStore):
             (info.bucket, info.key, blob, info.size, info.etag, info.content_type,
              json.dumps(info.metadata), info.last_modified, data),
         )
-        conn.execute(
-            "INSERT INTO object_events (bucket, key, event, size, etag, time) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (info.bucket, info.key, event, info.size, info.etag, info.last_modified),
-        )
+        feed.record(conn, info.bucket, info.key, event, info.size, info.etag,
+                    info.last_modified)
         return current[0] if current is not None else None
 
     @staticmethod
@@ -473,14 +460,14 @@ class FolderStore(ObjectStore):
             offset, length = (0, info.size) if byte_range is None else resolve_range(
                 byte_range, info.size)
             if data is not None:
-                return _BytesReader(info, bytes(data), offset, length)
+                return BytesReader(info, bytes(data), offset, length)
             try:
                 handle = open(self._blob_path(bucket, blob), "rb")  # noqa: SIM115 - reader owns it
             except FileNotFoundError:
                 continue  # overwritten or deleted since the lookup: look again
             if offset:
                 handle.seek(offset)
-            return _FileReader(info, handle, offset, length)
+            return FileReader(info, handle, offset, length)
         raise ObjectNotFoundError(f"{bucket}/{key}")
 
     def delete(self, bucket: str, key: str) -> bool:
@@ -492,9 +479,7 @@ class FolderStore(ObjectStore):
                 self._require_bucket(conn, bucket)
                 return False
             conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
-            conn.execute(
-                "INSERT INTO object_events (bucket, key, event, size, etag, time) "
-                "VALUES (?, ?, ?, 0, '', ?)", (bucket, key, DELETE, time.time()))
+            feed.record(conn, bucket, key, DELETE, 0, "", time.time())
         self._unlink(bucket, row[0])
         return True
 
@@ -539,69 +524,32 @@ class FolderStore(ObjectStore):
         validate_listing(prefix, delimiter, max_keys)
         conn = self._conn()
         self._require_bucket(conn, bucket)
-        start: str | None = prefix
-        inclusive = True
-        if continuation_token:
-            kind, value = decode_token(continuation_token)
-            if not value.startswith(prefix):
-                raise InvalidParameterError("continuation token does not belong to this prefix")
-            start, inclusive = (value, False) if kind == "k" else (_after(value), True)
-        upper = _after(prefix) if prefix else None
-        contents: list[ObjectSummary] = []
-        prefixes: list[str] = []
-        last: tuple[str, str] | None = None
-        truncated = False
-        skip: str | None = None  # a common prefix with no successor string: skip its keys
-        batch = max_keys + 1
-        while start is not None and not truncated:
+
+        def fetch(start: str, inclusive: bool, upper: str | None, limit: int
+                  ) -> builtins.list[tuple[Any, ...]]:
             sql = ("SELECT key, size, etag, last_modified FROM objects WHERE bucket = ? AND key "
                    + (">= ?" if inclusive else "> ?"))
-            args: list[Any] = [bucket, start]
+            args: builtins.list[Any] = [bucket, start]
             if upper is not None:
                 sql += " AND key < ?"
                 args.append(upper)
-            rows = conn.execute(sql + " ORDER BY key LIMIT ?", (*args, batch)).fetchall()
-            next_start: str | None = rows[-1][0] if len(rows) == batch else None
-            inclusive = False
-            for key, size, etag, modified in rows:
-                if skip is not None and key.startswith(skip):
-                    continue
-                if len(contents) + len(prefixes) == max_keys:
-                    truncated = True
-                    break
-                cut = key.find(delimiter, len(prefix)) if delimiter else -1
-                if cut < 0:
-                    contents.append(ObjectSummary(key, size, etag, modified))
-                    last = ("k", key)
-                    continue
-                common = key[:cut + len(delimiter or "")]
-                prefixes.append(common)
-                last = ("p", common)
-                following = _after(common)
-                if following is not None:  # jump past every key under it
-                    next_start, inclusive = following, True
-                    break
-                skip = common
-            start = next_start
-        token = encode_token(*last) if truncated and last is not None else None
-        return Listing(contents, prefixes, truncated, token)
+            rows: builtins.list[tuple[Any, ...]] = conn.execute(
+                sql + " ORDER BY key LIMIT ?", (*args, limit)).fetchall()
+            return rows
+
+        return list_keys(fetch, prefix, delimiter, max_keys, continuation_token)
 
     # -- change feed --------------------------------------------------------------------
 
     def changes(self, after_seq: int, limit: int = 1000) -> builtins.list[Change]:
-        rows = self._conn().execute(
-            "SELECT seq, bucket, key, event, size, etag, time FROM object_events "
-            "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
-        return [Change(*row) for row in rows]
+        return feed.changes(self._conn(), after_seq, limit)
 
     def last_seq(self) -> int:
-        row = self._conn().execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'object_events'").fetchone()
-        return int(row[0]) if row else 0
+        return feed.last_seq(self._conn())
 
     def trim_changes(self, upto_seq: int) -> None:
         with self._write() as conn:
-            conn.execute("DELETE FROM object_events WHERE seq <= ?", (upto_seq,))
+            feed.trim(conn, upto_seq)
 
     # -- recovery -----------------------------------------------------------------------
 
@@ -633,60 +581,6 @@ class _SourceChanged(Exception):
     """A copy's source was overwritten between reading and committing: try again."""
 
 
-class _BytesReader(ObjectReader):
-    """An inline object (or a range of it), already in memory."""
-
-    def __init__(self, info: ObjectInfo, data: bytes, offset: int, length: int) -> None:
-        self.info = info
-        self.offset = offset
-        self.length = length
-        self._data = memoryview(data)[offset:offset + length]
-        self._at = 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._data) if size is None or size < 0 else min(len(self._data),
-                                                                  self._at + size)
-        chunk = bytes(self._data[self._at:end])
-        self._at = end
-        return chunk
-
-    def close(self) -> None:
-        self._data.release()
-
-
-def _read_upto(chunks: Iterator[bytes], limit: int) -> bytes:
-    """The first chunks of a body, ``limit`` bytes or a little more (all of it when it
-    is smaller); the rest stays in ``chunks``."""
-    parts: list[bytes] = []
-    got = 0
-    for chunk in chunks:
-        parts.append(chunk)
-        got += len(chunk)
-        if got >= limit:
-            break
-    return b"".join(parts)
-
-
-class _FileReader(ObjectReader):
-    def __init__(self, info: ObjectInfo, handle: BinaryIO, offset: int, length: int) -> None:
-        self.info = info
-        self.offset = offset
-        self.length = length
-        self._handle = handle
-        self._left = length
-
-    def read(self, size: int = -1) -> bytes:
-        if self._left <= 0:
-            return b""
-        want = self._left if size is None or size < 0 else min(size, self._left)
-        data = self._handle.read(want)
-        self._left -= len(data)
-        return data
-
-    def close(self) -> None:
-        self._handle.close()
-
-
 def _check_preconditions(bucket: str, key: str, current: tuple[Any, ...] | None,
                          if_match: str | None, if_none_match: str | None) -> None:
     if if_none_match == "*" and current is not None:
@@ -695,18 +589,6 @@ def _check_preconditions(bucket: str, key: str, current: tuple[Any, ...] | None,
         have = "no object" if current is None else f"etag {current[2]}"
         raise PreconditionFailedError(
             f"{bucket}/{key} has {have}, not etag {if_match} (if_match)")
-
-
-def _after(prefix: str) -> str | None:
-    """The least string greater than every string starting with ``prefix`` (None if
-    there is none): UTF-8 byte order is code point order."""
-    text = prefix.rstrip("\U0010ffff")
-    if not text:
-        return None
-    point = ord(text[-1]) + 1
-    if 0xD800 <= point <= 0xDFFF:  # surrogates are not text
-        point = 0xE000
-    return text[:-1] + chr(point)
 
 
 def _remove_old_files(folder: Path, keep: set[str], cutoff: float) -> int:

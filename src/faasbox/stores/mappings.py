@@ -61,7 +61,7 @@ class Mapping:
     max_batching_window_s: int = 0
     max_concurrency: int | None = None
     enabled: bool = True
-    report_batch_item_failures: bool = True
+    report_batch_item_failures: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
 

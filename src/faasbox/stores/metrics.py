@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from faasbox.errors import ServiceUnavailableError
 from faasbox.stores.database import Database
 from faasbox.stores.sql import invocations
 
@@ -30,6 +31,15 @@ GROWTH = 2 ** (1 / 8)
 _LOG_GROWTH = math.log(GROWTH)
 #: Bucket of zero (and anything not above 0): its estimate is exactly 0.
 ZERO_BUCKET = -100_000
+
+#: Why function metrics from records are SQLite-only (raised where they are asked for).
+RECORDS_NEED_SQLITE = (
+    "function metrics from invocation records (Invocations, Errors, Throttles, Duration, "
+    "ColdStarts) need a SQLite state store for now: they are folded in by a cursor on "
+    "SQLite's rowid, which grows in commit order; on other databases records commit out "
+    "of order, so a cursor on (started_at, request_id) could skip some. Concurrency and "
+    "queue metrics work on every database"
+)
 
 metadata = sa.MetaData()
 
@@ -201,7 +211,7 @@ class MetricStore:
         datapoints and totals, and move the cursor past them: one transaction. Returns
         how many records were folded (0: none left)."""
         if self._rowid is None:
-            raise NotImplementedError("metrics from invocation records need SQLite's rowid")
+            raise ServiceUnavailableError(RECORDS_NEED_SQLITE)
         seq = self._rowid.label("seq")
         columns = [seq, invocations.c.function, invocations.c.status,
                    invocations.c.started_at, invocations.c.duration_ms,
@@ -305,6 +315,16 @@ class MetricStore:
         with self.db.read() as conn:
             rows = conn.execute(query).all()
         return [(int(row.start), Stats._from_row(row)) for row in rows]
+
+    def has_datapoints(self, namespace: str, metrics: Iterable[str], dimensions: str) -> bool:
+        """Whether any of ``metrics`` with these dimensions has a datapoint kept."""
+        d = datapoints.c
+        query = (sa.select(d.start)
+                 .where((d.namespace == namespace) & d.metric.in_(list(metrics))
+                        & (d.dimensions == dimensions))
+                 .limit(1))  # the metric list lets the primary key's index find it
+        with self.db.read() as conn:
+            return conn.execute(query).first() is not None
 
     def keys(self, namespace: str | None = None) -> list[Key]:
         """Metrics that have datapoints, sorted."""

@@ -4,13 +4,14 @@ service through boto3 (``pip install 'faasbox[s3]'``; imported only when used).
 Buckets are named ``bucket_prefix + name`` in the service. Credentials come from the
 usual AWS sources (``AWS_ACCESS_KEY_ID``..., profiles, instance roles).
 
-The change feed lives in a journal of ours (sqlite3, ``<journal_dir>/journal.db``),
-because S3 itself offers none we can read back. Each write records an *intent* row
-before the S3 call and, once S3 answered, replaces it by the change-feed row in one
-transaction. Puts and copies carry a unique ``faasbox-put-id`` in the object's
-metadata (hidden from callers). When the store opens, intents left by a crash are
-resolved with a HEAD: the object there with our put id (or, for a delete, no object)
-means the write happened, so its change is recorded; otherwise the intent is dropped.
+The change feed (:mod:`faasbox.stores.feed`) lives in a journal of ours (sqlite3,
+``<journal_dir>/journal.db``), because S3 itself offers none we can read back. Each
+write records an *intent* row before the S3 call and, once S3 answered, replaces it by
+the change-feed row in one transaction. Puts and copies carry a unique
+``faasbox-put-id`` in the object's metadata (hidden from callers). When the store
+opens, intents left by a crash are resolved with a HEAD: the object there with our put
+id (or, for a delete, no object) means the write happened, so its change is recorded;
+otherwise the intent is dropped.
 One process at a time owns a journal.
 
 Remaining gap: writes made to the buckets by other S3 clients are not in the feed.
@@ -42,6 +43,7 @@ from faasbox.errors import (
     PreconditionFailedError,
     ServiceUnavailableError,
 )
+from faasbox.stores import feed
 from faasbox.stores.objects import (
     COPY,
     DEFAULT_CONTENT_TYPE,
@@ -78,15 +80,6 @@ CREATE TABLE IF NOT EXISTS intents (
     put_id TEXT NOT NULL,
     created_at REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS object_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    bucket TEXT NOT NULL,
-    key TEXT NOT NULL,
-    event TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    etag TEXT NOT NULL,
-    time REAL NOT NULL
-);
 """
 
 
@@ -122,6 +115,7 @@ class S3Store(ObjectStore):
         self._conns: list[sqlite3.Connection] = []
         self._closed = False
         self._conn().executescript(_SCHEMA)
+        feed.create(self._conn())
         self.resolve_intents()
 
     # -- journal --------------------------------------------------------------------
@@ -160,9 +154,7 @@ class S3Store(ObjectStore):
                  etag: str = "") -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM intents WHERE id = ?", (intent,))
-            conn.execute(
-                "INSERT INTO object_events (bucket, key, event, size, etag, time) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (bucket, key, event, size, etag, time.time()))
+            feed.record(conn, bucket, key, event, size, etag, time.time())
 
     def _drop(self, intent: int) -> None:
         with self._write() as conn:
@@ -435,19 +427,14 @@ class S3Store(ObjectStore):
     # -- change feed --------------------------------------------------------------------
 
     def changes(self, after_seq: int, limit: int = 1000) -> builtins.list[Change]:
-        rows = self._conn().execute(
-            "SELECT seq, bucket, key, event, size, etag, time FROM object_events "
-            "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
-        return [Change(*row) for row in rows]
+        return feed.changes(self._conn(), after_seq, limit)
 
     def last_seq(self) -> int:
-        row = self._conn().execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'object_events'").fetchone()
-        return int(row[0]) if row else 0
+        return feed.last_seq(self._conn())
 
     def trim_changes(self, upto_seq: int) -> None:
         with self._write() as conn:
-            conn.execute("DELETE FROM object_events WHERE seq <= ?", (upto_seq,))
+            feed.trim(conn, upto_seq)
 
 
 class _BodyReader(ObjectReader):
