@@ -175,6 +175,9 @@ def test_cli_url_and_async_config_commands(server: Server, tmp_path: Path) -> No
     assert (config["max_retries"], config["max_event_age_s"], config["on_failure"]) == (
         1, 300, "function:cli-sink")
     refused = server.cli("async-config", "set", "cli-web", "--on-success", "queue:", check=False)
+    assert refused.returncode == 1 and "invalid destination 'queue:'" in refused.stderr
+    refused = server.cli("async-config", "set", "cli-web", "--on-success", "topic:x",
+                         check=False)
     assert refused.returncode == 1 and "queue:NAME or function:NAME" in refused.stderr
     assert "function:cli-sink" in server.cli("async-config", "show", "cli-web").stdout
     server.cli("async-config", "rm", "cli-web")
