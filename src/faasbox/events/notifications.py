@@ -17,11 +17,11 @@ events (logged), so one deleted queue never stalls the others.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote_plus
 
@@ -229,8 +229,8 @@ def _notification(row: Any) -> Notification:
 def event_record(change: Change, configuration_id: str) -> dict[str, Any]:
     """The S3 event record (``Records[i]``, version 2.1) of one change. The key is
     URL-encoded as S3 does (spaces as ``+``): decode it with ``unquote_plus``."""
-    when = datetime.fromtimestamp(change.time, UTC)
-    obj: dict[str, Any] = {"key": quote_plus(change.key, safe="/")}
+    key = change.key if _PLAIN_KEY.fullmatch(change.key) else quote_plus(change.key, safe="/")
+    obj: dict[str, Any] = {"key": key}
     if change.event != DELETE:
         obj.update(size=change.size, eTag=change.etag)
     obj["sequencer"] = f"{change.seq:016X}"
@@ -238,7 +238,7 @@ def event_record(change: Change, configuration_id: str) -> dict[str, Any]:
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
         "awsRegion": REGION,
-        "eventTime": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
+        "eventTime": _event_time(change.time),
         "eventName": change.event,
         "userIdentity": {"principalId": "faasbox"},
         "requestParameters": {"sourceIPAddress": "127.0.0.1"},
@@ -252,6 +252,17 @@ def event_record(change: Change, configuration_id: str) -> dict[str, Any]:
             "object": obj,
         },
     }
+
+
+#: Keys that URL-encoding leaves as they are (most keys): no need to run quote_plus.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
+def _event_time(when: float) -> str:
+    """ISO-8601 UTC with milliseconds, as S3 writes ``eventTime``."""
+    seconds = int(when)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{int((when - seconds) * 1000):03d}Z"
 
 
 def event_body(change: Change, configuration_id: str) -> bytes:

@@ -20,6 +20,7 @@ module only reads and writes rows, with times passed in (``now``, epoch seconds)
 from __future__ import annotations
 
 import json
+import random
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -95,6 +96,7 @@ _CLAIM = (
     .order_by(_m.visible_at, _m.seq)
     .limit(_bp("n"))
 )
+_INSERT = messages.insert()
 _DELIVER = messages.update().where(_m.seq == _bp("s")).values(
     token=_bp("t"), receive_count=_bp("c"), first_received_at=_bp("f"), visible_at=_bp("v"),
 )
@@ -300,7 +302,7 @@ class QueueStore:
             new = build(config)
             if new:
                 expires_at = now + config.retention_s
-                conn.execute(messages.insert(), [
+                self.db.executemany(conn, _INSERT, [
                     {
                         "queue": name, "message_id": m.message_id, "body": m.body,
                         "md5": m.md5,
@@ -351,7 +353,8 @@ class QueueStore:
                             receive_count=row.receive_count + 1,
                         ))
                 # every row selected changes here, so the next select sees past them
-                _write_claim(conn, name, expired, moved, fresh, now + visibility, dlq)
+                _write_claim(self.db, conn, name, expired, moved, fresh, now + visibility,
+                             dlq)
                 delivered.extend(fresh)
                 moved_count += len(moved)
                 if len(rows) < wanted:
@@ -461,20 +464,26 @@ class QueueStore:
 
 
 def _new_token() -> int:
-    return secrets.randbits(63) or 1  # never 0: 0 means "no receive to acknowledge"
+    # Tokens tell receives apart; the handle's MAC, not their secrecy, stops forgery,
+    # so a seeded generator will do (os.urandom per message showed in profiles).
+    return _tokens.getrandbits(63) or 1  # never 0: 0 means "no receive to acknowledge"
+
+
+_tokens = random.Random()
 
 
 def _write_claim(
-    conn: Connection, name: str, expired: list[dict[str, Any]], moved: list[dict[str, Any]],
-    fresh: list[Claimed], visible_at: float, dlq: QueueConfig | None,
+    db: Database, conn: Connection, name: str, expired: list[dict[str, Any]],
+    moved: list[dict[str, Any]], fresh: list[Claimed], visible_at: float,
+    dlq: QueueConfig | None,
 ) -> None:
     """Write one round of a claim: drop the expired, move to the DLQ, deliver."""
     if expired:
-        conn.execute(_DROP, expired)
+        db.executemany(conn, _DROP, expired)
     if moved and dlq is not None:
-        conn.execute(_MOVE, [{**m, "dlq": dlq.name, "src": name} for m in moved])
+        db.executemany(conn, _MOVE, [{**m, "dlq": dlq.name, "src": name} for m in moved])
     if fresh:
-        conn.execute(_DELIVER, [
+        db.executemany(conn, _DELIVER, [
             {"s": m.seq, "t": m.token, "c": m.receive_count, "f": m.first_received_at,
              "v": visible_at}
             for m in fresh
