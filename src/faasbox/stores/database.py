@@ -12,6 +12,7 @@ two writers never both read and then try to upgrade their lock (which fails with
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,8 +95,14 @@ class Database:
         compiled, defaults = found
         if compiled.positional:
             names = compiled.positiontup or ()
-            conn.exec_driver_sql(compiled.string, [
-                tuple(row[n] if n in row else defaults[n] for n in names) for row in rows])
+            if all(n in rows[0] for n in names):  # the usual case: one C call per row
+                pick = operator.itemgetter(*names)
+                params = [pick(row) for row in rows] if len(names) > 1 else [
+                    (pick(row),) for row in rows]
+            else:
+                params = [tuple(row[n] if n in row else defaults[n] for n in names)
+                          for row in rows]
+            conn.exec_driver_sql(compiled.string, params)
         else:
             conn.exec_driver_sql(compiled.string, [{**defaults, **row} for row in rows])
 

@@ -58,7 +58,7 @@ def changes(conn: sqlite3.Connection, after_seq: int, limit: int) -> list[Change
     rows = conn.execute(
         "SELECT seq, bucket, key, event, size, etag, time FROM object_events "
         "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
-    return [Change(*row) for row in rows]
+    return [Change._make(row) for row in rows]
 
 
 def last_seq(conn: sqlite3.Connection) -> int:

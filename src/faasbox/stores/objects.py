@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from faasbox.errors import InvalidParameterError, InvalidRangeError
 
@@ -283,10 +283,11 @@ class Listing:
         }
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """One entry of the change feed: an object was created or removed. ``seq`` grows
-    with each committed change; ``size`` and ``etag`` are 0 and "" for removals."""
+    with each committed change; ``size`` and ``etag`` are 0 and "" for removals. (A
+    named tuple: the feed is read thousands of rows at a time, and it is built from a
+    row for free.)"""
 
     seq: int
     bucket: str
