@@ -98,13 +98,16 @@ def test_pagecount_pipeline_end_to_end_and_across_a_sigkill(tmp_path: Path) -> N
 
 
 def _first_run(server: Server, client: RemoteClient, tmp_path: Path) -> int:
-    trigger = pipeline.set_up(client, trigger_enabled=False)  # only the alarm drains
+    # No trigger and, until the backlog is complete, no alarm: the 10-second tick must
+    # not start the drain halfway through the upload.
+    trigger = pipeline.set_up(client, trigger_enabled=False, alarm=False)
     folder = tmp_path / "run1"
     pages = documents.generate(folder, 1000, seed=1, prefix="first")
     server.cli("cp", "-r", str(folder), "fb://incoming/", timeout=300)
     wait_until(lambda: client.queues.get(pipeline.QUEUE)["visible"] == 1000, 60,
                "1,000 notifications queued")
 
+    pipeline.set_up(client, trigger_enabled=False)  # the same parts, plus the alarm
     client.metrics.collect_now()  # the 10-second tick, now
     client.alarms.evaluate_now()
     assert client.alarms.get(pipeline.ALARM)["state"] == "ALARM"
@@ -165,7 +168,9 @@ def _second_run_cut_by_sigkill(server: Server, client: RemoteClient, tmp_path: P
                                home: Path, first_pages: int) -> None:
     folder = tmp_path / "run2"
     pages = documents.generate(folder, 1000, seed=2, prefix="second")
-    # Small batches, so the run lasts long enough to be cut in the middle.
+    # This run is the trigger's: the alarm goes, so no drain runs beside it. Small
+    # batches, so the run lasts long enough to be cut in the middle.
+    client.alarms.delete(pipeline.ALARM)
     trigger = client.triggers.list(queue=pipeline.QUEUE)[0]["id"]
     client.triggers.update(trigger, batch_size=10, max_batching_window_s=0)
     client.triggers.disable(trigger)

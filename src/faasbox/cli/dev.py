@@ -46,6 +46,10 @@ def dev(
     fn_name, kwargs = deploy_request(path, name, handler, memory, timeout, env, requirements)
     stop = threading.Event()
     with common.client(ctx) as client, common.client(ctx) as follow_client:
+        follower = LogFollower(follow_client, fn_name)
+        # Before the deploy: a call made right after it (before the follower starts) is
+        # this session's and must be shown, not taken for an older one.
+        follower.skip_existing()
         info = client.deploy(fn_name, path, **kwargs)
         common.say(
             f"Deployed {fn_name} (handler {info['handler']}). Watching {path}: "
@@ -53,8 +57,6 @@ def dev(
             "green",
         )
         common.say(f"  faasbox invoke {fn_name} --payload '{{}}'", "dim")
-        follower = LogFollower(follow_client, fn_name)
-        follower.skip_existing()
         thread = threading.Thread(target=follower.run, args=(stop,), daemon=True,
                                   name="faasbox-dev-logs")
         thread.start()
