@@ -43,6 +43,8 @@ DRIVER = "notifications"
 POLL_S = 0.25
 #: ... and while none exist (only to trim the feed).
 IDLE_POLL_S = 5.0
+#: Delivered changes are trimmed from the feed at most this often.
+TRIM_EVERY_S = 1.0
 #: Changes handled per run (one batch of deliveries).
 BATCH = 1000
 #: Notification configurations per bucket.
@@ -295,6 +297,8 @@ class NotificationDriver(Driver):
         self.poll_s = poll_s
         self.idle_poll_s = idle_poll_s
         self.batch = batch
+        self._delivered = self._trimmed = 0  # feed positions, this process's view
+        self._trimmed_at = 0.0
 
     def run_due(self, now: float) -> float | None:
         cursor = self.configs.cursor()
@@ -302,18 +306,27 @@ class NotificationDriver(Driver):
             newest = self.store.last_seq()  # read before the configs: none is skipped
             cursor = min([newest, *(c.after_seq for c in self.configs.list())])
             self.configs.set_cursor(cursor)
+        self._delivered = max(self._delivered, cursor)  # after a restart: trim what was
         changes = self.store.changes(cursor, self.batch)
         # Configurations are read after the changes: one created before a write (as its
         # caller saw it) is then always among them.
         configs = self.configs.list()
         if changes:
             self.deliver(changes, configs)
-            last = changes[-1].seq
-            self.configs.set_cursor(last)
-            self.store.trim_changes(last)
-            if len(changes) == self.batch:
-                return now  # more are waiting
+            self._delivered = changes[-1].seq
+            self.configs.set_cursor(self._delivered)
+        self._trim()
+        if len(changes) == self.batch:
+            return now  # more are waiting
         return time.time() + (self.poll_s if configs else self.idle_poll_s)
+
+    def _trim(self) -> None:
+        """Drop delivered changes from the feed, every ``TRIM_EVERY_S`` at most: a trim
+        is a write to the object store's index, which uploads are writing too."""
+        if self._delivered > self._trimmed and (
+                time.monotonic() - self._trimmed_at >= TRIM_EVERY_S):
+            self.store.trim_changes(self._delivered)
+            self._trimmed, self._trimmed_at = self._delivered, time.monotonic()
 
     def deliver(self, changes: list[Change], configs: list[Notification]) -> None:
         """Send each change to every configuration it matches, batched per destination.
