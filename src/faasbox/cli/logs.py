@@ -112,8 +112,9 @@ def records(
     limit: LimitOpt = 20,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """List invocation records, newest first (``--request-id`` of an async invocation
-    lists each of its attempts)."""
+    """List invocation records, newest first (every attempt of an async invocation).
+
+    With --request-id of an async invocation, each of its attempts is listed."""
     with common.client(ctx) as client:
         found = client.records(
             common.base_name(name) if name else None, request_id=request_id, limit=limit

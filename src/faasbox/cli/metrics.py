@@ -112,8 +112,10 @@ def show(
     ] = None,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Show a function's invocations, errors, throttles, duration, concurrency and cold
-    starts (or a queue's depth) with a trend line per metric."""
+    """Show a function's (or a queue's) metrics, with a trend line each.
+
+    A function: invocations, errors, throttles, duration, concurrency, cold starts.
+    A queue (--queue): visible, in flight, age of the oldest message."""
     namespace = SQS if queue else LAMBDA
     for wanted in metric or []:
         if wanted not in METRICS[namespace]:

@@ -9,8 +9,9 @@ from faasbox.cli.common import JSON_OPTION
 
 
 def ps(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-    """List live sandboxes: which function and version, busy or idle (and for how
-    long), invocations served. Empty once every function has scaled to zero."""
+    """List live sandboxes (empty once every function has scaled to zero).
+
+    For each: function and version, busy or idle (and for how long), calls served."""
     with common.client(ctx) as client:
         found = client.sandboxes()
     if as_json:

@@ -172,8 +172,10 @@ def bucket_rm(
     force: Annotated[bool, typer.Option(
         "--force", help="Delete a bucket's objects first.")] = False,
 ) -> None:
-    """Delete an object (SDK delete; no error if it is not there), or a bucket
-    (SDK delete_bucket; it must be empty, unless --force)."""
+    """Delete an object (fb://B/KEY) or a bucket (B or fb://B).
+
+    An object: SDK delete, no error if it is not there. A bucket: SDK delete_bucket;
+    it must be empty, unless --force."""
     where = parse_location(target) or Location(target, "")
     if where.key and force:
         raise InvalidParameterError(f"--force empties a bucket; {target} names an object")

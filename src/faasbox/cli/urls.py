@@ -81,9 +81,10 @@ def show_token(
         str | None, typer.Option("--home", help="The server's home folder. Env: FAASBOX_HOME.")
     ] = None,
 ) -> None:
-    """Print the platform's API token (callers of auth=platform URLs send it as
-    'Authorization: Bearer TOKEN'). Read from the home folder: only who can read that
-    file gets it."""
+    """Print the platform's API token, which callers of auth=platform URLs send.
+
+    As 'Authorization: Bearer TOKEN'. Read from the home folder: only who can read
+    that file gets it."""
     folder = common.settings(home=home).home
     if not token_path(folder).exists():
         raise InvalidParameterError(
