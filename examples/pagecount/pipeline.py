@@ -100,18 +100,28 @@ def summary(client: Client) -> dict[str, Any]:
     return result
 
 
-def wait_for(client: Client, documents_expected: int, timeout_s: float = 300.0
-             ) -> dict[str, Any]:
-    """Poll the summary until it counts ``documents_expected`` documents."""
+def counted(client: Client) -> int:
+    """Documents the summary counts so far, from its metadata (a HEAD, not a read)."""
+    try:
+        info = client.objects.head(RESULTS, SUMMARY_KEY)
+    except ObjectNotFoundError:
+        return 0
+    return int(info["metadata"].get("documents", 0))
+
+
+def wait_for(client: Client, documents_expected: int, timeout_s: float = 300.0,
+             interval_s: float = 0.02) -> dict[str, Any]:
+    """Poll the summary (a HEAD every ``interval_s``) until it counts
+    ``documents_expected`` documents; returns it."""
     deadline = time.monotonic() + timeout_s
     while True:
-        current = summary(client)
-        if current["documents"] >= documents_expected:
-            return current
+        done = counted(client)
+        if done >= documents_expected:
+            return summary(client)
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{current['documents']} of {documents_expected} documents "
-                               f"counted after {timeout_s:.0f} s")
-        time.sleep(0.1)
+            raise TimeoutError(f"{done} of {documents_expected} documents counted after "
+                               f"{timeout_s:.0f} s")
+        time.sleep(interval_s)
 
 
 @functools.cache

@@ -538,3 +538,54 @@ def test_chunks_keep_each_event_within_the_limit() -> None:
     for chunk in chunks:
         event = b'{"Records":[' + b",".join(p for _, p in chunk) + b"]}"
         assert len(event) <= limit or len(chunk) == 1
+
+
+def test_enabling_a_trigger_starts_the_fork_server_before_any_message(client, tmp_path) -> None:
+    """A trigger's first batch should not wait for an interpreter to start: enabling
+    one warms the node (zygote and its spares) though nothing has been invoked yet."""
+    node = client.platform.node
+    deploy(client, tmp_path)
+    client.queues.create("soon", visibility_timeout_s=30)
+    assert node.stats()["zygote_pid"] is None  # deploying alone starts nothing
+    trigger = client.triggers.create("soon", "fn", enabled=False)
+    time.sleep(0.3)
+    assert node.stats()["zygote_pid"] is None  # nor does a disabled trigger
+    client.triggers.enable(trigger["id"])
+    pid = wait_for(lambda: node.stats()["zygote_pid"], "the zygote")
+    assert client.records("fn") == [] and node.stats()["sandboxes"] == []
+    send(client, "soon", ["first"])
+    wait_for(lambda: got(client) and empty(client, "soon"), "the message handled")
+    assert node.stats()["zygote_pid"] == pid  # the warmed zygote forked its sandbox
+
+
+#: Leaves a mark, then waits (up to 10 s) for a second invocation's mark: TOGETHER if it
+#: came while this one ran, ALONE if not.
+PAIR = """
+    import os, time
+
+    def handler(event, context):
+        marks = os.environ["MARKS"]
+        open(os.path.join(marks, context.aws_request_id), "w").close()
+        start = time.time()
+        while len(os.listdir(marks)) < 2 and time.time() - start < 10:
+            time.sleep(0.02)
+        print("TOGETHER" if len(os.listdir(marks)) >= 2 else "ALONE")
+"""
+
+
+def test_a_backlog_found_at_the_first_batch_starts_a_second_poller_at_once(
+        client, tmp_path) -> None:
+    """Growth is paced (one poller per GROW_EVERY_S), but the first poller is not
+    growth: its first full batch, with more waiting, brings in a second straight away."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    deploy(client, tmp_path, PAIR, timeout_s=20, environment={"MARKS": str(marks)})
+    client.queues.create("pair", visibility_timeout_s=30)
+    trigger = client.triggers.create("pair", "fn", batch_size=1, max_concurrency=2,
+                                     enabled=False)
+    send(client, "pair", ["a", "b"])
+    client.triggers.enable(trigger["id"])
+    wait_for(lambda: empty(client, "pair"), "both messages handled", timeout_s=60)
+    lines = [line for line in client.logs("fn").splitlines()
+             if line in ("TOGETHER", "ALONE")]
+    assert lines == ["TOGETHER", "TOGETHER"]

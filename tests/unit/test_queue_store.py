@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -245,6 +246,29 @@ def test_bodies_are_checked(queues: QueueService) -> None:
     with pytest.raises(InvalidParameterError, match="message attribute"):
         queues.send("q", "x", message_attributes={"k": {"DataType": "Blob", "StringValue": "v"}})
     assert _counts(queues, "q") == (1, 0, 0)
+
+
+def test_bodies_sqs_allows_pass_and_the_others_are_refused_wherever_the_character_is(
+        queues: QueueService) -> None:
+    queues.create("q")
+    allowed = ["tab\there", "lines\r\nend", "~ ascii !", "del \x7f is fine",
+               "é ü \ud7ff \ue000 \ufffd", "astral \U0001f600"]
+    for body in allowed:
+        queues.send("q", body)
+    assert sorted(m.body for m in queues.receive("q", max_messages=10)) == sorted(allowed)
+    for body, code in [("\x1fx", "001F"), ("ok \ufffe", "FFFE"),
+                       ("ok \ud800", "D800"), ("é \x0b", "000B")]:
+        with pytest.raises(InvalidParameterError, match=f"U\\+{code}"):
+            queues.send("q", body)
+
+
+def test_message_ids_are_distinct_version_4_uuids(queues: QueueService) -> None:
+    queues.create("q")
+    ids = queues.send_many("q", ["m"] * 2000)
+    assert len(set(ids)) == 2000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
 
 
 def test_message_attributes_round_trip(queues: QueueService) -> None:

@@ -140,13 +140,15 @@ def add_to_summary(store: ObjectStore, counted: dict[str, int]) -> None:
         summary["documents"] = len(by_document)
         summary["pages"] = sum(by_document.values())
         body = json.dumps(summary).encode()
+        # the totals in the metadata too: a HEAD tells a watcher how far it got
+        totals = {"documents": str(summary["documents"]), "pages": str(summary["pages"])}
         try:
             if etag is None:
                 store.put(RESULTS, SUMMARY_KEY, body, content_type="application/json",
-                          if_none_match="*")
+                          metadata=totals, if_none_match="*")
             else:
                 store.put(RESULTS, SUMMARY_KEY, body, content_type="application/json",
-                          if_match=etag)
+                          metadata=totals, if_match=etag)
             return
         except PreconditionFailedError:
             continue

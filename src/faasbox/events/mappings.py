@@ -87,6 +87,7 @@ class MappingService(Triggers):
         self.queues = platform.queues
         self.registry = platform.registry
         self.invoker = platform.invoker
+        self._node = platform.node
         self._capacity_mb = platform.settings.capacity_mb
         self.payload_limit = platform.settings.limits.sync_payload_bytes
         self._max_pollers = max_pollers
@@ -240,6 +241,7 @@ class MappingService(Triggers):
         elif runner is None:
             runner = self._runners[mapping.id] = _Runner(self, mapping)
             runner.start_poller()
+            self._node.warm_up()  # its first batch should not wait for a fork server
         else:
             runner.reconfigure(mapping)
 
@@ -281,8 +283,9 @@ class _Runner:
             self._start_locked()
 
     def _start_locked(self) -> None:
+        if self.pollers:  # growth is paced; the first poller is not growth
+            self._grown_at = time.monotonic()
         self.pollers += 1
-        self._grown_at = time.monotonic()
         thread = threading.Thread(target=self._poll, daemon=True,
                                   name=f"faasbox-trigger-{self.mapping.id[:8]}")
         self._threads.add(thread)

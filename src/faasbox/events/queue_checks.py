@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import random
 import re
-import uuid
 from typing import Any
 
 from faasbox.api.queues import BATCH_MAX, DELAY_MAX_S, MAX_MESSAGE_BYTES
@@ -38,26 +37,40 @@ def new_message(
     """A message for ``config``, or InvalidParameterError saying what is wrong."""
     if not isinstance(body, str) or not body:
         raise InvalidParameterError("message body must be a non-empty string")
-    bad = _BAD_CHAR_RE.search(body)
-    if bad is not None:
-        raise InvalidParameterError(
-            f"message body has a character SQS does not allow: U+{ord(bad.group()):04X} "
-            f"at offset {bad.start()}"
-        )
+    if not (body.isascii() and body.isprintable()):  # the common case needs no regex
+        bad = _BAD_CHAR_RE.search(body)
+        if bad is not None:
+            raise InvalidParameterError(
+                f"message body has a character SQS does not allow: U+{ord(bad.group()):04X} "
+                f"at offset {bad.start()}"
+            )
     if delay_s is None:
         delay_s = config.delay_s
     bounded("delay_s", delay_s, 0, DELAY_MAX_S)
-    size = len(body.encode()) + attributes_size(attributes)
+    raw = body.encode()
+    size = len(raw) + attributes_size(attributes)
     if size > config.max_message_bytes:
         raise InvalidParameterError(
             f"message is {size} bytes, over queue {config.name}'s max_message_bytes "
             f"({config.max_message_bytes})"
         )
     return NewMessage(
-        message_id=str(uuid.UUID(int=_ids.getrandbits(128), version=4)), body=body,
-        md5=hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+        message_id=message_id(), body=body,
+        md5=hashlib.md5(raw, usedforsecurity=False).hexdigest(),
         attributes=attributes or None, delay_s=delay_s,
     )
+
+
+#: A random version 4 UUID: version nibble 4, variant bits 10.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def message_id() -> str:
+    """A random version 4 UUID as text (what ``str(uuid.uuid4())`` gives, ~3x cheaper:
+    one per message sent)."""
+    text = f"{(_ids.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def attributes_size(attributes: Any) -> int:

@@ -9,6 +9,7 @@ waits in a queue: a call that cannot be admitted at once raises
 
 from __future__ import annotations
 
+import logging
 import platform
 import secrets
 import sys
@@ -26,6 +27,8 @@ from faasbox.runtime.pool import Pool
 from faasbox.runtime.process import ProcessSandboxFactory
 from faasbox.runtime.sandbox import InitFailed, Sandbox, SandboxFactory
 from faasbox.runtime.spec import Outcome, SandboxSpec
+
+log = logging.getLogger("faasbox.runtime.node")
 
 #: How long close() lets busy calls return after their sandboxes were killed.
 CLOSE_WAIT_S = 5.0
@@ -77,6 +80,21 @@ class Node:
                                                 name=f"faasbox-node-{self.id}-reaper")
                 self._reaper.start()
             return self._factory
+
+    def warm_up(self) -> None:
+        """Get ready for invocations soon to come (a trigger was enabled, a server
+        started): the sandbox factory starts its fork server and makes its slots, on a
+        thread of its own, so the first cold start does not pay for them. Idempotent;
+        a failure here is left for the first invocation to meet and report."""
+        def run() -> None:
+            try:
+                self._started().warm_up()
+            except FaasboxError as exc:
+                log.info("node %s: warm-up failed (%s); the first invocation retries",
+                         self.id, exc.message)
+
+        threading.Thread(target=run, name=f"faasbox-node-{self.id}-warm-up",
+                         daemon=True).start()
 
     def close(self) -> None:
         """Kill every sandbox and the zygote. Idempotent."""

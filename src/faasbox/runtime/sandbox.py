@@ -333,6 +333,10 @@ class SandboxFactory(ABC):
         """Pid of the fork server, when there is one running."""
         return None
 
+    def warm_up(self) -> None:  # noqa: B027 - a hook: factories with nothing to warm keep it
+        """Prepare, ahead of the first :meth:`start`, what every cold start needs (a
+        fork server, say). Optional: starts work without it, only slower."""
+
     @abstractmethod
     def sweep(self) -> None:
         """Periodic housekeeping (the node's reaper calls it); cheap when idle."""

@@ -160,6 +160,7 @@ def serve(settings: Settings, examples: bool = False) -> None:
     platform: Platform | None = None
     try:
         platform = Platform(settings)
+        platform.node.warm_up()  # a server is there to be called: have the zygote ready
         client = platform.client()
         deployed = deploy_examples(client) if examples else []
         shown = f"[{host}]" if ":" in host else host

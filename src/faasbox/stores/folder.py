@@ -109,6 +109,10 @@ _READ_ATTEMPTS = 100
 GRACE_S = 600.0
 
 
+def _metadata_json(metadata: dict[str, str]) -> str:
+    return json.dumps(metadata) if metadata else "{}"  # most objects have none
+
+
 class FolderStore(ObjectStore):
     """Objects in a local folder, indexed by sqlite3 (see the module docstring).
 
@@ -353,7 +357,7 @@ class FolderStore(ObjectStore):
             "INSERT OR REPLACE INTO objects (bucket, key, blob, size, etag, content_type, "
             "metadata, last_modified, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(bucket, info.key, blob, info.size, info.etag, info.content_type,
-              json.dumps(info.metadata), info.last_modified, data)
+              _metadata_json(info.metadata), info.last_modified, data)
              for info, blob, data in staged])
         feed.record_many(conn, [(bucket, info.key, PUT, info.size, info.etag,
                                  info.last_modified) for info, _, _ in staged])
@@ -413,7 +417,7 @@ class FolderStore(ObjectStore):
             "INSERT OR REPLACE INTO objects (bucket, key, blob, size, etag, content_type, "
             "metadata, last_modified, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (info.bucket, info.key, blob, info.size, info.etag, info.content_type,
-             json.dumps(info.metadata), info.last_modified, data),
+             _metadata_json(info.metadata), info.last_modified, data),
         )
         feed.record(conn, info.bucket, info.key, event, info.size, info.etag,
                     info.last_modified)
@@ -440,7 +444,8 @@ class FolderStore(ObjectStore):
             self._require_bucket(conn, bucket)
             raise ObjectNotFoundError(f"{bucket}/{key}")
         blob, size, etag, ctype, meta, modified = row[:6]
-        info = ObjectInfo(bucket, key, size, etag, ctype, modified, json.loads(meta))
+        info = ObjectInfo(bucket, key, size, etag, ctype, modified,
+                          {} if meta == "{}" else json.loads(meta))
         return blob, info, row[6] if with_data else None
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
