@@ -81,6 +81,19 @@ def set_up(client: Client, *, batch_size: int = 250, window_s: int = 1,
     return trigger_id
 
 
+def wait_ready(client: Client, timeout_s: float = 30.0) -> bool:
+    """Wait until the trigger's pre-warmed sandbox of the function is up and idle (its
+    init, pypdf's import included, done), as it is for documents arriving at a pipeline
+    set up earlier; False if none came in ``timeout_s`` (the first batch cold-starts)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(sb["function"] == FUNCTION and sb["state"] == "idle"
+               for sb in client.sandboxes()):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def upload(client: Client, folder: Path, prefix: str = "", batch: int = 100) -> int:
     """Put every file of ``folder`` into the incoming bucket, ``batch`` files per
     ``put_many`` (one commit each with the in-process SDK); returns how many."""

@@ -67,6 +67,14 @@ class Invoker:
         for revision in [r for r, spec in self._specs.items() if spec.function == function]:
             self._specs.pop(revision, None)
 
+    def prewarm(self, name: str, qualifier: str | None = None) -> None:
+        """Have one sandbox of what ``name:qualifier`` resolves to started ahead of need
+        (see :meth:`Node.prewarm`). Raises NotFoundError."""
+        name, qualifier = split_qualified(name, qualifier)
+        version = self._registry.resolve(name, qualifier)
+        reserved = self._registry.get(name).config.reserved_concurrency
+        self._node.prewarm(replace(self._spec(version), reserved_concurrency=reserved))
+
     def invoke(
         self, name: str, event: bytes, qualifier: str | None = None, *,
         attempt_of: tuple[str, int] | None = None,

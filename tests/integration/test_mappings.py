@@ -540,22 +540,40 @@ def test_chunks_keep_each_event_within_the_limit() -> None:
         assert len(event) <= limit or len(chunk) == 1
 
 
-def test_enabling_a_trigger_starts_the_fork_server_before_any_message(client, tmp_path) -> None:
-    """A trigger's first batch should not wait for an interpreter to start: enabling
-    one warms the node (zygote and its spares) though nothing has been invoked yet."""
+def test_enabling_a_trigger_prewarms_one_sandbox_and_its_first_batch_is_a_warm_call(
+        client, tmp_path) -> None:
+    """A trigger's first batch should not wait for an interpreter and the function's
+    imports: enabling one starts a sandbox of its function ahead of need."""
     node = client.platform.node
-    deploy(client, tmp_path)
+    deploy(client, tmp_path, "\n    print('INIT')" + RECORDER)
     client.queues.create("soon", visibility_timeout_s=30)
-    assert node.stats()["zygote_pid"] is None  # deploying alone starts nothing
     trigger = client.triggers.create("soon", "fn", enabled=False)
     time.sleep(0.3)
-    assert node.stats()["zygote_pid"] is None  # nor does a disabled trigger
+    assert node.stats()["sandboxes"] == []  # deploying, or a disabled trigger, starts none
     client.triggers.enable(trigger["id"])
-    pid = wait_for(lambda: node.stats()["zygote_pid"], "the zygote")
-    assert client.records("fn") == [] and node.stats()["sandboxes"] == []
+    [ready] = wait_for(lambda: [sb for sb in node.stats()["sandboxes"]
+                                if sb["state"] == "idle"], "the pre-warmed sandbox")
+    assert (ready["function"], ready["invocations"]) == ("fn", 0)
+    assert client.records("fn") == []
     send(client, "soon", ["first"])
     wait_for(lambda: got(client) and empty(client, "soon"), "the message handled")
-    assert node.stats()["zygote_pid"] == pid  # the warmed zygote forked its sandbox
+    [record] = client.records("fn")
+    assert record.init_duration_ms is None  # warm: the init ran before, outside any call
+    [after] = node.stats()["sandboxes"]
+    assert (after["id"], after["invocations"]) == (ready["id"], 1)
+    assert "INIT" in client.logs("fn")  # the init's output is in the first call's log
+
+
+def test_no_sandbox_is_prewarmed_for_a_function_that_reserves_concurrency(
+        client, tmp_path) -> None:
+    """A sandbox starting ahead of need must never make a real call throttle."""
+    deploy(client, tmp_path, reserved_concurrency=1)
+    client.queues.create("held", visibility_timeout_s=30)
+    client.triggers.create("held", "fn")
+    time.sleep(0.5)
+    assert client.platform.node.stats()["sandboxes"] == []
+    send(client, "held", ["one"])
+    wait_for(lambda: got(client) and empty(client, "held"), "the message handled")
 
 
 #: Leaves a mark, then waits (up to 10 s) for a second invocation's mark: TOGETHER if it

@@ -19,6 +19,8 @@ import os
 import urllib.parse
 from typing import Any
 
+from pypdf import PdfReader  # at init, as on Lambda: a pre-warmed sandbox has it loaded
+
 from faasbox.errors import ObjectNotFoundError, PreconditionFailedError
 from faasbox.handlers import objects, queues
 from faasbox.stores.objects import ObjectStore, PutItem
@@ -33,8 +35,6 @@ DRAIN_RESERVE_MS = 3000
 def count_pages(name: str, data: bytes) -> int:
     """Pages of one document: PDFs by pypdf, anything else by its form feeds."""
     if name.endswith(".pdf"):
-        from pypdf import PdfReader  # imported on the first PDF only
-
         return len(PdfReader(io.BytesIO(data)).pages)
     return data.count(b"\f") + 1
 

@@ -23,6 +23,7 @@ messages, the store holds the mappings, so a restart resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -87,7 +88,6 @@ class MappingService(Triggers):
         self.queues = platform.queues
         self.registry = platform.registry
         self.invoker = platform.invoker
-        self._node = platform.node
         self._capacity_mb = platform.settings.capacity_mb
         self.payload_limit = platform.settings.limits.sync_payload_bytes
         self._max_pollers = max_pollers
@@ -231,6 +231,12 @@ class MappingService(Triggers):
                 return
             self._apply_locked(mapping)
 
+    def _prewarm(self, mapping: Mapping) -> None:
+        """A trigger just started: its first batch should find a warm sandbox, not pay
+        for an interpreter and the function's imports."""
+        with contextlib.suppress(NotFoundError):  # the pollers report it
+            self.invoker.prewarm(mapping.function, mapping.qualifier)
+
     def _apply_locked(self, mapping: Mapping) -> None:
         if self._closed:
             return
@@ -241,7 +247,7 @@ class MappingService(Triggers):
         elif runner is None:
             runner = self._runners[mapping.id] = _Runner(self, mapping)
             runner.start_poller()
-            self._node.warm_up()  # its first batch should not wait for a fork server
+            self._prewarm(mapping)
         else:
             runner.reconfigure(mapping)
 

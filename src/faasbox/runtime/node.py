@@ -96,6 +96,48 @@ class Node:
         threading.Thread(target=run, name=f"faasbox-node-{self.id}-warm-up",
                          daemon=True).start()
 
+    def prewarm(self, spec: SandboxSpec) -> None:
+        """Start one sandbox of ``spec`` ahead of need (a trigger was enabled: a batch is
+        coming) and keep it idle, on a thread of its own. Nothing is started when the
+        revision has a sandbox already (idle, busy or starting), when it would not fit in
+        the capacity without evicting, or when the function reserves concurrency (a
+        sandbox starting ahead must never throttle a real call). The sandbox's
+        first call is then warm: its init happened before, outside any invocation (its
+        output goes to that call's log). It expires after ``keep_alive_s`` like any
+        idle sandbox. A failed init is logged; the first call meets it again."""
+        def run() -> None:
+            try:
+                factory = self._started()
+                with self._lock:
+                    if self._closed or spec.reserved_concurrency is not None:
+                        return
+                    pool = self._pools.get(spec.pool_key)
+                    if pool is not None and len(pool):
+                        return
+                    if self._used_mb + spec.memory_mb > self.settings.capacity_mb:
+                        return
+                    if pool is None:
+                        pool = self._pools[spec.pool_key] = Pool(spec)
+                        live = self._live_revisions.get(spec.function)
+                        pool.retired = live is not None and spec.revision not in live[0]
+                    pool.starting += 1
+                    self._used_mb += spec.memory_mb
+                    self._inflight[spec.function] += 1
+                started = self._start(factory, spec, pool, f"prewarm-{secrets.token_hex(8)}")
+                if isinstance(started, Outcome):
+                    log.info("pre-warming %s failed: %s", spec.function,
+                             started.error_message)
+                    return
+                init_ms = started.take_init()
+                log.info("pre-warmed a sandbox of %s (init %.1f ms)", spec.function,
+                         init_ms or 0.0)
+                self._release(pool, started, True)
+            except FaasboxError as exc:
+                log.info("pre-warming %s failed: %s", spec.function, exc.message)
+
+        threading.Thread(target=run, name=f"faasbox-node-{self.id}-prewarm",
+                         daemon=True).start()
+
     def close(self) -> None:
         """Kill every sandbox and the zygote. Idempotent."""
         with self._start_lock, self._lock:

@@ -236,6 +236,11 @@ class Sandbox:
 
     # -- helpers ------------------------------------------------------------------------
 
+    def take_init(self) -> float | None:
+        """The init duration not reported yet (ms), now taken: a sandbox started ahead
+        of need takes it, so that its first call does not report a cold start."""
+        return self._take_init()
+
     def _take_init(self) -> float | None:
         init, self._init_ms = self._init_ms, None
         return init
