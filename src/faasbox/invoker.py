@@ -49,7 +49,9 @@ class Invoker:
         self._node = node
         self._records = records
         self._logs = logs
-        self._specs: dict[str, SandboxSpec] = {}
+        #: Per (function, revision): two functions with the same code and configuration
+        #: have the same revision, but never share a spec, hence a pool or a sandbox.
+        self._specs: dict[tuple[str, str], SandboxSpec] = {}
         # Request ids need uniqueness, not secrecy: os.urandom per call costs ~13 µs here.
         self._ids = random.Random()
         self._calls = threading.Condition()
@@ -64,8 +66,8 @@ class Invoker:
 
     def forget(self, function: str) -> None:
         """Drop cached sandbox specs of ``function`` (it changed or is gone)."""
-        for revision in [r for r, spec in self._specs.items() if spec.function == function]:
-            self._specs.pop(revision, None)
+        for key in [k for k, spec in self._specs.items() if spec.function == function]:
+            self._specs.pop(key, None)
 
     def prewarm(self, name: str, qualifier: str | None = None) -> None:
         """Have one sandbox of what ``name:qualifier`` resolves to started ahead of need
@@ -227,7 +229,8 @@ class Invoker:
         )
 
     def _spec(self, version: FunctionVersion) -> SandboxSpec:
-        spec = self._specs.get(version.revision)
+        key = (version.function, version.revision)
+        spec = self._specs.get(key)
         if spec is None:
             config = version.config
             spec = SandboxSpec(
@@ -244,5 +247,5 @@ class Invoker:
                 environment=dict(config.environment),
                 reserved_concurrency=config.reserved_concurrency,
             )
-            self._specs[version.revision] = spec
+            self._specs[key] = spec
         return spec

@@ -242,6 +242,25 @@ def test_update_of_latest_never_reuses_old_sandboxes(client, tmp_path) -> None:
     assert client.invoke("hello").json() == "hi"
 
 
+def test_functions_with_the_same_code_and_configuration_never_share_a_sandbox(
+        client, tmp_path) -> None:
+    """Same code, same configuration: the same revision, but warm reuse never crosses
+    functions (each call sees its own function's name, in its own sandbox)."""
+    folder = write_function(tmp_path / "same", """
+        import os
+
+        def handler(event, context):
+            return [context.function_name, os.getpid()]
+    """)
+    for name in ("twin-a", "twin-b", "twin-c"):
+        client.deploy(name, folder, handler="app.handler")
+    seen = {name: client.invoke(name, {}).json() for name in ("twin-a", "twin-b", "twin-c")}
+    assert [value[0] for value in seen.values()] == ["twin-a", "twin-b", "twin-c"]
+    assert len({value[1] for value in seen.values()}) == 3
+    assert {sb["function"] for sb in client.sandboxes()} == {"twin-a", "twin-b", "twin-c"}
+    assert client.invoke("twin-b", {}).json() == seen["twin-b"]  # warm: its own sandbox
+
+
 def test_one_control_plane_per_home(make_platform) -> None:
     make_platform()
     with pytest.raises(ConflictError, match="in use by pid"):
