@@ -63,6 +63,12 @@ class Settings:
     capacity_mb: int = field(default_factory=_default_capacity_mb)
     #: "auto" uses a cgroup memory limit where cgroups are writable, else an RSS watch.
     memory_enforcement: str = "auto"
+    #: Sandbox isolation level: "process", "namespace", or "auto" (for now "process":
+    #: functions in a namespace sandbox cannot reach the folder object store directly
+    #: yet, see docs/runtime.md).
+    isolation: str = "auto"
+    #: Size of a namespace sandbox's private /tmp (tmpfs), in MB.
+    sandbox_tmp_mb: int = 512
     #: Parent folder for per-sandbox cgroups (cgroup v1 memory controller); "" = auto.
     cgroup_root: str = ""
     max_open_files: int = 1024
@@ -91,6 +97,8 @@ class Settings:
         "init_timeout_s": "FAASBOX_INIT_TIMEOUT_S",
         "capacity_mb": "FAASBOX_CAPACITY_MB",
         "memory_enforcement": "FAASBOX_MEMORY_ENFORCEMENT",
+        "isolation": "FAASBOX_ISOLATION",
+        "sandbox_tmp_mb": "FAASBOX_SANDBOX_TMP_MB",
         "cgroup_root": "FAASBOX_CGROUP_ROOT",
         "pip": "FAASBOX_PIP",
         "database_url": "FAASBOX_DATABASE_URL",

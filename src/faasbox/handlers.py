@@ -61,6 +61,12 @@ def _open() -> ObjectStore:
     kind = os.environ.get("FAASBOX_OBJECT_STORE", "folder")
     if kind == "folder":
         root = os.environ.get("FAASBOX_OBJECTS_DIR")
+        if not root and os.environ.get("FAASBOX_ISOLATION") == "namespace":
+            raise ServiceUnavailableError(
+                "objects(): a namespace sandbox cannot see the platform's folder object "
+                "store (it sees nothing of the platform's home); run the function at the "
+                "process isolation level, or use an S3 object store"
+            )
         if not root:
             raise ServiceUnavailableError(
                 "FAASBOX_OBJECTS_DIR is not set: objects() works inside a faasbox sandbox "

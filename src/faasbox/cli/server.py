@@ -45,6 +45,8 @@ def doctor(home: HomeOpt = None, as_json: bool = JSON_OPTION) -> None:
     labels = {
         "python": "Python",
         "isolation": "Isolation",
+        "isolation_setting": "  setting (FAASBOX_ISOLATION)",
+        "isolation_reason": "  why",
         "memory_enforcement": "Memory enforcement",
         "memory_enforcement_reason": "  why",
         "capacity_mb": "Capacity",
@@ -52,6 +54,12 @@ def doctor(home: HomeOpt = None, as_json: bool = JSON_OPTION) -> None:
     }
     grid = common.table("CHECK", "RESULT", title="faasbox doctor")
     for key, value in report.items():
+        if key == "isolation_levels":
+            for level, state in value.items():
+                grid.add_row(f"  level {level}", state)
+            continue
+        if key == "isolation_reason" and not value:
+            continue
         shown = f"{value} MB" if key == "capacity_mb" else str(value)
         grid.add_row(labels.get(key, key), shown)
     common.console.print(grid)

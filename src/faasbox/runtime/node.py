@@ -22,6 +22,7 @@ from typing import Any
 from faasbox.config import Settings
 from faasbox.errors import FaasboxError, TooManyRequestsError
 from faasbox.layout import Layout
+from faasbox.runtime import isolation
 from faasbox.runtime.memory import choose
 from faasbox.runtime.pool import Pool
 from faasbox.runtime.process import ProcessSandboxFactory
@@ -73,8 +74,10 @@ class Node:
                 raise FaasboxError("the node is closed")
             if self._factory is None:
                 self.layout.ensure()
+                level = isolation_level(self.settings)
                 memory = choose(self.settings, self.id)
-                self._factory = ProcessSandboxFactory(self.settings, self.layout, memory)
+                self._factory = ProcessSandboxFactory(self.settings, self.layout, memory,
+                                                      level)
             if self._reaper is None:
                 self._reaper = threading.Thread(target=self._reap_loop, daemon=True,
                                                 name=f"faasbox-node-{self.id}-reaper")
@@ -416,6 +419,34 @@ class Node:
         }
 
 
+LEVELS = ("process", "namespace")
+
+
+def isolation_level(settings: Settings) -> str:
+    """The level sandboxes get: ``settings.isolation``, checked against what this host
+    allows (FaasboxError saying why when a forced level is not available). ``auto`` is
+    ``process`` for now (see Settings.isolation)."""
+    wanted = settings.isolation
+    if wanted == "auto":
+        return "process"
+    if wanted not in LEVELS:
+        raise FaasboxError(f"unknown isolation level {wanted!r}: use auto, "
+                           f"{', '.join(LEVELS)}")
+    why = unavailable(wanted)
+    if why is not None:
+        raise FaasboxError(f"isolation level {wanted} is not available here: {why}")
+    return wanted
+
+
+def unavailable(level: str) -> str | None:
+    """None when ``level`` works on this host, else why not."""
+    if level == "process":
+        return None
+    if not sys.platform.startswith("linux"):
+        return f"{level} needs Linux namespaces (this is {sys.platform})"
+    return isolation.available()
+
+
 def doctor(settings: Settings) -> dict[str, Any]:
     """What this host gives sandboxes: isolation level and memory enforcement (probed by
     creating and removing a cgroup), and why."""
@@ -426,9 +457,18 @@ def doctor(settings: Settings) -> dict[str, Any]:
     else:
         enforcement, reason = enforcer.name, enforcer.reason
         enforcer.close()
+    try:
+        level, level_reason = isolation_level(settings), ""
+    except FaasboxError as exc:
+        level, level_reason = "unavailable", exc.message
+    levels = {name: unavailable(name) or "available" for name in LEVELS}
+    levels["cgroup"] = "not built yet (namespace plus cgroup limits: next)"
     return {
         "python": f"{platform.python_version()} ({sys.executable})",
-        "isolation": "process",
+        "isolation": level,
+        "isolation_setting": settings.isolation,
+        "isolation_reason": level_reason,
+        "isolation_levels": levels,
         "memory_enforcement": enforcement,
         "memory_enforcement_reason": reason,
         "capacity_mb": settings.capacity_mb,

@@ -31,7 +31,7 @@ from typing import Any
 from faasbox.config import Settings
 from faasbox.errors import FaasboxError
 from faasbox.layout import Layout
-from faasbox.runtime import protocol
+from faasbox.runtime import isolation, protocol
 from faasbox.runtime.memory import MemoryEnforcer, SandboxMemory
 from faasbox.runtime.sandbox import InitFailed, Sandbox, SandboxFactory
 from faasbox.runtime.spec import SandboxSpec
@@ -53,8 +53,36 @@ DEFAULT_SLOT_MB = 128
 TRACE = os.environ.get("FAASBOX_TRACE", "") not in ("", "0")
 
 
+#: What every namespace sandbox sees of the host, read-only, at the same paths: the
+#: system's programs and libraries, and the few files of /etc that name lookups,
+#: TLS and time zones read (not /etc as a whole: it holds the host's secrets).
+SYSTEM_BINDS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
+ETC_BINDS = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/passwd",
+             "/etc/group", "/etc/localtime", "/etc/ssl", "/etc/ca-certificates",
+             "/etc/pki")
+
+
+def namespace_binds(spec: SandboxSpec, layout: Layout, work_dir: Path
+                    ) -> list[tuple[str, str, bool]]:
+    """``(host path, path inside, writable)`` for a namespace sandbox of ``spec``: the
+    system, the interpreter (its prefix holds the standard library), the runtime, the
+    faasbox package handlers import, the function's code and layer (read-only), and
+    the sandbox's own working folder (read-write). Nothing else of the home."""
+    binds = [(path, path, False) for path in (*SYSTEM_BINDS, *ETC_BINDS)]
+    prefix = os.path.realpath(sys.base_prefix)
+    binds.append((prefix, prefix, False))
+    binds.append((str(RUNTIME_DIR), str(RUNTIME_DIR), False))
+    package = layout.runtime_lib / "faasbox"
+    binds.append((os.path.realpath(package), str(package), False))
+    binds.append((str(spec.code_dir), str(spec.code_dir), False))
+    if spec.layer_dir:
+        binds.append((str(spec.layer_dir), str(spec.layer_dir), False))
+    binds.append((str(work_dir), str(work_dir), True))
+    return binds
+
+
 def sandbox_environment(settings: Settings, spec: SandboxSpec, sandbox_id: str,
-                        tmp: Path) -> dict[str, str]:
+                        tmp: Path, isolation: str = "process") -> dict[str, str]:
     """The whole environment of a sandbox: defaults the user may override, the user's
     variables, then the variables Lambda reserves."""
     now = time.gmtime()
@@ -84,9 +112,11 @@ def sandbox_environment(settings: Settings, spec: SandboxSpec, sandbox_id: str,
         "FAASBOX_ENDPOINT": settings.endpoint,
         # Where faasbox.handlers.objects() finds this platform's object store.
         "FAASBOX_OBJECT_STORE": settings.object_store,
+        "FAASBOX_ISOLATION": isolation,
     })
     if settings.object_store == "folder":
-        env["FAASBOX_OBJECTS_DIR"] = str(settings.objects_path.resolve())
+        if isolation == "process":  # a namespace sandbox cannot see the home's folders
+            env["FAASBOX_OBJECTS_DIR"] = str(settings.objects_path.resolve())
     else:
         env["FAASBOX_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
         env["FAASBOX_S3_REGION"] = settings.s3_region
@@ -250,11 +280,15 @@ def _run(task: Callable[[], None]) -> None:
 
 
 class ProcessSandboxFactory(SandboxFactory):
-    """Forks sandboxes from one zygote, restarted on the next use after it died."""
+    """Forks sandboxes from one zygote, restarted on the next use after it died.
+    ``isolation`` is ``process`` or ``namespace`` (each sandbox then builds its own
+    namespaces and root at init: :mod:`isolation`)."""
 
-    isolation = "process"
-
-    def __init__(self, settings: Settings, layout: Layout, memory: MemoryEnforcer) -> None:
+    def __init__(self, settings: Settings, layout: Layout, memory: MemoryEnforcer,
+                 isolation: str = "process") -> None:
+        if isolation not in ("process", "namespace"):
+            raise FaasboxError(f"unknown isolation level {isolation!r}")
+        self.isolation = isolation
         self.settings = settings
         self.layout = layout
         self.memory = memory
@@ -335,6 +369,10 @@ class ProcessSandboxFactory(SandboxFactory):
         directory = self.layout.sandbox(sandbox_id)
         (directory / "tmp").mkdir(parents=True)
         (directory / "work").mkdir()
+        if self.isolation == "namespace":
+            (directory / "root").mkdir()
+            # the sandbox's root is an unprivileged host user: its working folder is its own
+            os.chown(directory / "work", *isolation.host_ids())
         output_fd = -1
         try:
             output_fd = os.open(directory / "output", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
@@ -360,8 +398,11 @@ class ProcessSandboxFactory(SandboxFactory):
 
     def _params(self, spec: SandboxSpec, sandbox_id: str, directory: Path,
                 memory: SandboxMemory, *, trace: bool = False) -> dict[str, Any]:
-        env = sandbox_environment(self.settings, spec, sandbox_id, directory / "tmp")
-        return {
+        namespace = self.isolation == "namespace"
+        env = sandbox_environment(self.settings, spec, sandbox_id,
+                                  Path("/tmp") if namespace else directory / "tmp",
+                                  self.isolation)
+        params: dict[str, Any] = {
             "sandbox_id": sandbox_id,
             "handler": spec.handler,
             "code_dir": str(spec.code_dir),
@@ -381,6 +422,15 @@ class ProcessSandboxFactory(SandboxFactory):
             "log_stream_name": env["AWS_LAMBDA_LOG_STREAM_NAME"],
             "trace": trace,
         }
+        if namespace:
+            params["namespace"] = {
+                "root": str(directory / "root"),
+                "binds": namespace_binds(spec, self.layout, directory / "work"),
+                "tmp_mb": self.settings.sandbox_tmp_mb,
+                "network": "host",
+                "hostname": "faasbox",
+            }
+        return params
 
     def sweep(self) -> None:
         self.memory.sweep()

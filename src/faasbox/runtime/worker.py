@@ -7,8 +7,10 @@ or anything of the control plane. :func:`spare` is the whole life of a sandbox:
    group), the standard streams and Lambda's logging format, then wait for the
    ``init`` frame, whose body is the sandbox's parameters;
 1. (:func:`main`) join the memory cgroup before the handler allocates anything,
-   rlimits, output to a file the supervisor reads, Lambda's environment, the private
-   working dir and ``TMPDIR`` (the host's ``/tmp`` stays shared);
+   rlimits, output to a file the supervisor reads; at the ``namespace`` level, new
+   namespaces and a root of its own (:mod:`isolation`); Lambda's environment, the
+   private working dir and ``TMPDIR`` (at the ``process`` level the host's ``/tmp``
+   stays shared);
 2. init: import the handler module and resolve the function, answer ``ready`` with the
    Init Duration, or ``init_error`` with Lambda's error object, and end;
 3. serve ``invoke`` requests one at a time, answering ``result`` frames whose body is
@@ -31,7 +33,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import protocol
+from . import isolation, protocol
 
 _LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s"
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING,
@@ -151,6 +153,18 @@ def main(sock: socket.socket, reader: protocol.FrameReader, params: dict[str, An
             os.close(join)
     _set_limits(params)
     _redirect_output(params["output"])
+    if params.get("namespace"):  # returns in pid 1 of the new namespaces
+        try:
+            isolation.enter(params["namespace"])
+        except OSError as exc:
+            error = {"errorMessage": f"cannot isolate the sandbox: {exc}",
+                     "errorType": "Runtime.SandboxSetupError", "stackTrace": []}
+            _log_error(error)
+            sock.sendall(protocol.pack({"type": "init_error", "v": protocol.VERSION},
+                                       json.dumps(error).encode()))
+            return
+        if marks is not None:
+            marks.append(("child: namespaces and root", time.perf_counter()))
     os.environ.update(params["env"])  # the spare's environment is empty
     time.tzset()
     _enter_work_dir(params["work_dir"], params["code_dir"])

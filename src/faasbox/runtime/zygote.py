@@ -267,6 +267,7 @@ def main(argv: list[str]) -> None:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     _become_subreaper()
+    sys.modules[f"{PACKAGE}.isolation"]._c()  # libc loaded once, for every sandbox
     Zygote(control, worker, protocol, argv[2] if len(argv) > 2 else None).serve()
 
 
