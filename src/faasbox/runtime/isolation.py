@@ -1,8 +1,12 @@
-"""The ``namespace`` isolation level: what a sandbox does to itself at init, by direct
-system calls (no tool is exec'd per cold start).
+"""The ``namespace`` isolation level: what a sandbox does to itself, by direct system
+calls (no tool is exec'd per cold start).
 
-Runs inside the sandbox process (stdlib only, loaded with the worker), after it joined
-its memory cgroup and opened its output file, before it imports the handler:
+Runs inside the sandbox process (stdlib only, loaded with the worker). What is the
+same for every function happens ahead of need, in the spare (:func:`prepare`): steps
+1-2 and the root's common part (a tmpfs, the system's binds, ``/tmp``, ``/dev``). The
+rest happens at init (:func:`enter`), after the sandbox joined its memory cgroup and
+opened its output file, before it imports the handler: the function's own binds, its
+network namespace if any, ``pivot_root``, ``/proc``, read-only, privileges dropped.
 
 1. ``unshare`` new mount, pid, ipc and uts namespaces (and a network namespace of its
    own, empty, for ``network: none``); when the platform does not run as root, a user
@@ -106,28 +110,71 @@ def _b(text: str | None) -> bytes | None:
     return None if text is None else os.fsencode(text)
 
 
-def enter(spec: dict[str, Any]) -> None:
-    """Move this process into a sandbox of its own, as the module says. ``spec``:
-    ``root`` (an empty folder to build the root in), ``binds`` (``[host path, path in
-    the sandbox, writable]``; missing host paths are left out), ``tmp_mb``,
-    ``network`` (``host`` or ``none``), ``hostname``. Returns in the child (pid 1 of
-    the new namespace); the parent never returns. Raises IsolationError."""
-    root = os.getuid() == 0
+#: Where :func:`prepare` built this spare's root (None: not prepared).
+_staged: str | None = None
+
+
+def prepare(stage: dict[str, Any]) -> None:
+    """Ahead of need, in a spare: new namespaces (steps 1-2; returns in pid 1 of the
+    new pid namespace, the parent never returns) and the common part of the root, a
+    tmpfs mounted on ``stage["root"]`` (an empty folder; the mount is seen only in
+    this sandbox's mount namespace) with ``stage["binds"]`` (``[host path, path
+    inside, writable]``), a ``/tmp`` of ``stage["tmp_mb"]`` MB and a ``/dev``.
+    Raises IsolationError."""
+    global _staged
+    root_user = os.getuid() == 0
     flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID
-    if spec.get("network") == "none":
-        flags |= CLONE_NEWNET
-    if not root:
-        flags |= CLONE_NEWUSER
-    unshare(flags)
-    if not root:
+    unshare(flags if root_user else flags | CLONE_NEWUSER)
+    if not root_user:
         _map_ids(os.getuid(), os.getgid())
     child = os.fork()
     if child:
         _shim(child)
-    _build_root(spec)
+    root = stage["root"]
+    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the host
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    tmp = root + "/tmp"  # before the binds: one may lie under /tmp (a home there)
+    os.makedirs(tmp, exist_ok=True)
+    mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(stage['tmp_mb'])}m,mode=1777")
+    for source, target, writable in stage["binds"]:
+        _bind(root, source, target, writable)
+    dev = root + "/dev"
+    os.makedirs(dev, exist_ok=True)
+    mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755")
+    for name in DEVICES:
+        open(f"{dev}/{name}", "w").close()
+        mount(f"/dev/{name}", f"{dev}/{name}", None, MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{dev}/{name}")
+    os.makedirs(root + "/proc", exist_ok=True)
+    os.makedirs(root + "/.old-root", exist_ok=True)
+    _staged = root
+
+
+def enter(spec: dict[str, Any]) -> None:
+    """At init, in a prepared spare: the function's own ``binds`` (as in
+    :func:`prepare`), an empty network namespace for ``network: none``, then into the
+    new root for good (steps 3-4), named ``hostname``. Raises IsolationError."""
+    root = _staged
+    if root is None:
+        raise IsolationError(0, "this sandbox was not prepared for the namespace level")
+    if spec.get("network") == "none":
+        unshare(CLONE_NEWNET)
+    for source, target, writable in spec["binds"]:
+        _bind(root, source, target, writable)
+    cwd = os.getcwd()
+    pivot_root(root, root + "/.old-root")
+    os.chdir("/")
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    umount2("/.old-root", MNT_DETACH)
+    os.rmdir("/.old-root")
+    mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
     hostname = _b(spec.get("hostname", "sandbox")) or b"sandbox"
     _check(_c().sethostname(hostname, len(hostname)), "sethostname")
-    if root:
+    if os.getuid() == 0:
         uid, gid = host_ids()
         os.setgroups([])
         os.setresgid(gid, gid, gid)
@@ -170,38 +217,6 @@ def _shim(child: int) -> NoReturn:
         signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
-
-
-def _build_root(spec: dict[str, Any]) -> None:
-    root = spec["root"]
-    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the host
-    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-    tmp = root + "/tmp"  # before the binds: one may lie under /tmp (a home there)
-    os.makedirs(tmp, exist_ok=True)
-    mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(spec['tmp_mb'])}m,mode=1777")
-    for source, target, writable in spec["binds"]:
-        _bind(root, source, target, writable)
-    dev = root + "/dev"
-    os.makedirs(dev, exist_ok=True)
-    mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755")
-    for name in DEVICES:
-        open(f"{dev}/{name}", "w").close()
-        mount(f"/dev/{name}", f"{dev}/{name}", None, MS_BIND)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
-        os.symlink(target, f"{dev}/{name}")
-    os.makedirs(root + "/proc", exist_ok=True)
-    old = root + "/.old-root"
-    os.makedirs(old, exist_ok=True)
-    cwd = os.getcwd()
-    pivot_root(root, old)
-    os.chdir("/")
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    umount2("/.old-root", MNT_DETACH)
-    os.rmdir("/.old-root")
-    mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    if os.path.isdir(cwd):
-        os.chdir(cwd)
 
 
 def _bind(root: str, source: str, target: str, writable: bool) -> None:

@@ -62,19 +62,28 @@ ETC_BINDS = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/passw
              "/etc/pki")
 
 
-def namespace_binds(spec: SandboxSpec, layout: Layout, work_dir: Path
-                    ) -> list[tuple[str, str, bool]]:
-    """``(host path, path inside, writable)`` for a namespace sandbox of ``spec``: the
-    system, the interpreter (its prefix holds the standard library), the runtime, the
-    faasbox package handlers import, the function's code and layer (read-only), and
-    the sandbox's own working folder (read-write). Nothing else of the home."""
+def namespace_stage(settings: Settings, layout: Layout) -> dict[str, Any]:
+    """What every spare prepares ahead of need at the namespace level (see
+    :func:`isolation.prepare`): its root is built on ``<home>/sandboxes/.stage``, an
+    empty folder (each spare mounts over it in its own mount namespace), with the
+    system, the interpreter (its prefix holds the standard library), the runtime and
+    the faasbox package that handlers import, all read-only."""
     binds = [(path, path, False) for path in (*SYSTEM_BINDS, *ETC_BINDS)]
     prefix = os.path.realpath(sys.base_prefix)
     binds.append((prefix, prefix, False))
     binds.append((str(RUNTIME_DIR), str(RUNTIME_DIR), False))
     package = layout.runtime_lib / "faasbox"
     binds.append((os.path.realpath(package), str(package), False))
-    binds.append((str(spec.code_dir), str(spec.code_dir), False))
+    stage = layout.sandboxes / ".stage"
+    stage.mkdir(parents=True, exist_ok=True)
+    return {"root": str(stage.resolve()), "binds": binds, "tmp_mb": settings.sandbox_tmp_mb}
+
+
+def namespace_binds(spec: SandboxSpec, work_dir: Path) -> list[tuple[str, str, bool]]:
+    """``(host path, path inside, writable)`` a namespace sandbox of ``spec`` adds at
+    init: the function's code and layer (read-only) and its own working folder
+    (read-write). Nothing else of the home."""
+    binds = [(str(spec.code_dir), str(spec.code_dir), False)]
     if spec.layer_dir:
         binds.append((str(spec.layer_dir), str(spec.layer_dir), False))
     binds.append((str(work_dir), str(work_dir), True))
@@ -314,7 +323,10 @@ class ProcessSandboxFactory(SandboxFactory):
                 return zygote
             if zygote is not None:
                 zygote.close()
-            self._zygote = ZygoteClient(cgroup_parent=self.memory.parent_dir).start()
+            stage = (namespace_stage(self.settings, self.layout)
+                     if self.isolation == "namespace" else None)
+            self._zygote = ZygoteClient(cgroup_parent=self.memory.parent_dir,
+                                        namespace=stage).start()
             return self._zygote
 
     def warm_up(self) -> None:
@@ -370,7 +382,6 @@ class ProcessSandboxFactory(SandboxFactory):
         (directory / "tmp").mkdir(parents=True)
         (directory / "work").mkdir()
         if self.isolation == "namespace":
-            (directory / "root").mkdir()
             # the sandbox's root is an unprivileged host user: its working folder is its own
             os.chown(directory / "work", *isolation.host_ids())
         output_fd = -1
@@ -424,9 +435,7 @@ class ProcessSandboxFactory(SandboxFactory):
         }
         if namespace:
             params["namespace"] = {
-                "root": str(directory / "root"),
-                "binds": namespace_binds(spec, self.layout, directory / "work"),
-                "tmp_mb": self.settings.sandbox_tmp_mb,
+                "binds": namespace_binds(spec, directory / "work"),
                 "network": "host",
                 "hostname": "faasbox",
             }

@@ -87,14 +87,18 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
-def spare(fd: int, stdlib_path: list[str]) -> None:
+def spare(fd: int, stdlib_path: list[str], namespace: dict[str, Any] | None = None) -> None:
     """The life of a sandbox forked ahead of need: get ready for any function, wait for
     the ``init`` frame that says which one, then become that sandbox (:func:`main`).
+    ``namespace``: at that isolation level, what to prepare ahead (the namespaces and
+    the common part of the root, :func:`isolation.prepare`).
 
     An end of stream before the ``init`` frame (the supervisor discarded this spare, or
     went away) ends the process quietly.
     """
     os.setsid()
+    if namespace is not None:  # before all else: pid 1 of its namespace goes on from here
+        isolation.prepare(namespace)
     sock = socket.socket(fileno=fd)
     sock.setblocking(True)
     os.set_inheritable(fd, False)

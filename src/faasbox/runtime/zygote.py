@@ -1,8 +1,10 @@
 """The zygote: a fork server that has already imported the worker and common modules.
 
-Started by the supervisor as ``python -I -S zygote.py <fd> [<cgroup>]`` (no
-site-packages, no environment), where ``<fd>`` is its end of a ``SOCK_SEQPACKET`` unix
-socket pair and ``<cgroup>`` the node's memory cgroup, if it has one. Each packet is one
+Started by the supervisor as ``python -I -S zygote.py <fd> [<cgroup> [<namespace>]]``
+(no site-packages, no environment), where ``<fd>`` is its end of a ``SOCK_SEQPACKET``
+unix socket pair, ``<cgroup>`` the node's memory cgroup if it has one (else empty),
+and ``<namespace>``, at the ``namespace`` isolation level, the JSON of what each spare
+prepares ahead of need (:func:`isolation.prepare`). Each packet is one
 :mod:`protocol` frame.
 
 The zygote forks sandboxes *ahead of need*: it keeps :data:`SPARES` spares, each a
@@ -35,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import json
 import os
 import select
 import shutil
@@ -86,9 +89,11 @@ class Zygote:
     """The fork loop."""
 
     def __init__(self, control: socket.socket, worker: Any, protocol: Any,
-                 cgroup_parent: str | None = None) -> None:
+                 cgroup_parent: str | None = None,
+                 namespace: dict[str, Any] | None = None) -> None:
         self.control = control
         self.cgroup_parent = cgroup_parent
+        self.namespace = namespace
         self.worker = worker
         self.protocol = protocol
         self.stdlib_path = list(sys.path)
@@ -197,7 +202,7 @@ class Zygote:
             os.close(self.wake_r)
             os.close(self.wake_w)
             self.control.close()
-            self.worker.spare(fd, self.stdlib_path)
+            self.worker.spare(fd, self.stdlib_path, self.namespace)
             code = 0
         except SystemExit as exc:
             if isinstance(exc.code, int):
@@ -268,7 +273,9 @@ def main(argv: list[str]) -> None:
             importlib.import_module(name)
     _become_subreaper()
     sys.modules[f"{PACKAGE}.isolation"]._c()  # libc loaded once, for every sandbox
-    Zygote(control, worker, protocol, argv[2] if len(argv) > 2 else None).serve()
+    cgroup = argv[2] if len(argv) > 2 and argv[2] else None
+    namespace = json.loads(argv[3]) if len(argv) > 3 else None
+    Zygote(control, worker, protocol, cgroup, namespace).serve()
 
 
 if __name__ == "__main__":

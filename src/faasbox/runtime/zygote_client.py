@@ -10,6 +10,7 @@ failures pass through here; the warm path never touches the zygote.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -63,10 +64,12 @@ class Spare:
 class ZygoteClient:
     """A running zygote process. Use :meth:`start`; :meth:`close` kills it."""
 
-    def __init__(self, *, start_timeout_s: float = 30.0, cgroup_parent: str | None = None
-                 ) -> None:
+    def __init__(self, *, start_timeout_s: float = 30.0, cgroup_parent: str | None = None,
+                 namespace: dict[str, Any] | None = None) -> None:
         self.start_timeout_s = start_timeout_s
         self.cgroup_parent = cgroup_parent
+        #: At the namespace level: what each spare prepares (see isolation.prepare).
+        self.namespace = namespace
         self.pid = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
@@ -88,13 +91,18 @@ class ZygoteClient:
         """:attr:`alive`, and its process has not exited (checked now)."""
         return self._alive and self._proc is not None and self._proc.poll() is None
 
+    def _arguments(self) -> list[str]:
+        if self.namespace is not None:
+            return [self.cgroup_parent or "", json.dumps(self.namespace)]
+        return [self.cgroup_parent] if self.cgroup_parent else []
+
     def start(self) -> ZygoteClient:
         """Start the zygote and wait for its ``hello``. Raises :class:`FaasboxError`."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(ZYGOTE_SCRIPT), str(theirs.fileno()),
-                 *([self.cgroup_parent] if self.cgroup_parent else [])],
+                 *self._arguments()],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, start_new_session=True, env=ZYGOTE_ENV,
             )
