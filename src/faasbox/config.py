@@ -63,11 +63,11 @@ class Settings:
     capacity_mb: int = field(default_factory=_default_capacity_mb)
     #: "auto" uses a cgroup memory limit where cgroups are writable, else an RSS watch.
     memory_enforcement: str = "auto"
-    #: Sandbox isolation level: "process", "namespace", or "auto" (for now "process":
-    #: functions in a namespace sandbox cannot reach the folder object store directly
-    #: yet, see docs/runtime.md).
+    #: Sandbox isolation level: "process", "namespace", "cgroup", or "auto" (for now
+    #: "process": functions in a namespace sandbox cannot reach the folder object store
+    #: directly yet, see docs/runtime.md).
     isolation: str = "auto"
-    #: Size of a namespace sandbox's private /tmp (tmpfs), in MB.
+    #: Size of the private /tmp (tmpfs) of a namespace or cgroup sandbox, in MB.
     sandbox_tmp_mb: int = 512
     #: Parent folder for per-sandbox cgroups (cgroup v1 memory controller); "" = auto.
     cgroup_root: str = ""

@@ -306,28 +306,28 @@ def _read_text(path: Path) -> str:
         return ""
 
 
-def _own_cgroup(version: int) -> Path:
-    """Folder of this process's memory cgroup (v1) or unified cgroup (v2)."""
+def _own_cgroup(version: int, controller: str = "memory") -> Path:
+    """Folder of this process's cgroup of ``controller`` (v1) or unified cgroup (v2)."""
     mount = root = None
     for line in _read_text(Path("/proc/self/mountinfo")).splitlines():
         left, _, right = line.partition(" - ")
         fields, rights = left.split(), right.split()
         if len(fields) < 5 or len(rights) < 3:
             continue
-        v1 = rights[0] == "cgroup" and "memory" in rights[2].split(",")
+        v1 = rights[0] == "cgroup" and controller in rights[2].split(",")
         v2 = rights[0] == "cgroup2" and mount is None
         if (version == 1 and v1) or (version == 2 and v2):
             root, mount = fields[3], fields[4]
     if mount is None or root is None:
-        raise CgroupUnavailable("no memory controller mounted" if version == 1 else
+        raise CgroupUnavailable(f"no {controller} controller mounted" if version == 1 else
                                 "no cgroup2 hierarchy mounted")
     for line in _read_text(Path("/proc/self/cgroup")).splitlines():
         _hid, controllers, path = line.split(":", 2)
-        if (version == 1 and "memory" in controllers.split(",")) or (
+        if (version == 1 and controller in controllers.split(",")) or (
                 version == 2 and controllers == ""):
             rel = os.path.relpath(path, root) if path.startswith(root) else path
             return Path(os.path.normpath(os.path.join(mount, rel.lstrip("/"))))
-    raise CgroupUnavailable("this process is in no memory cgroup")
+    raise CgroupUnavailable(f"this process is in no {controller} cgroup")
 
 
 def _delegate_memory(path: Path) -> None:

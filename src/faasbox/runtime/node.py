@@ -23,7 +23,8 @@ from faasbox.config import Settings
 from faasbox.errors import FaasboxError, TooManyRequestsError
 from faasbox.layout import Layout
 from faasbox.runtime import isolation
-from faasbox.runtime.memory import choose
+from faasbox.runtime.limits import LimitsEnforcer
+from faasbox.runtime.memory import CgroupUnavailable, choose
 from faasbox.runtime.pool import Pool
 from faasbox.runtime.process import ProcessSandboxFactory
 from faasbox.runtime.sandbox import InitFailed, Sandbox, SandboxFactory
@@ -76,8 +77,15 @@ class Node:
                 self.layout.ensure()
                 level = isolation_level(self.settings)
                 memory = choose(self.settings, self.id)
+                limits = None
+                if level == "cgroup":
+                    try:
+                        limits = LimitsEnforcer.create(self.settings, self.id)
+                    except CgroupUnavailable as exc:
+                        memory.close()
+                        raise FaasboxError(f"isolation level cgroup: {exc}") from exc
                 self._factory = ProcessSandboxFactory(self.settings, self.layout, memory,
-                                                      level)
+                                                      level, limits)
             if self._reaper is None:
                 self._reaper = threading.Thread(target=self._reap_loop, daemon=True,
                                                 name=f"faasbox-node-{self.id}-reaper")
@@ -419,7 +427,7 @@ class Node:
         }
 
 
-LEVELS = ("process", "namespace")
+LEVELS = ("process", "namespace", "cgroup")
 
 
 def isolation_level(settings: Settings) -> str:
@@ -432,19 +440,37 @@ def isolation_level(settings: Settings) -> str:
     if wanted not in LEVELS:
         raise FaasboxError(f"unknown isolation level {wanted!r}: use auto, "
                            f"{', '.join(LEVELS)}")
-    why = unavailable(wanted)
+    why = unavailable(wanted, settings)
     if why is not None:
         raise FaasboxError(f"isolation level {wanted} is not available here: {why}")
     return wanted
 
 
-def unavailable(level: str) -> str | None:
-    """None when ``level`` works on this host, else why not."""
+def unavailable(level: str, settings: Settings | None = None) -> str | None:
+    """None when ``level`` works on this host, else why not (the cgroup level is
+    probed by making, and removing, a node's cgroups)."""
     if level == "process":
         return None
     if not sys.platform.startswith("linux"):
         return f"{level} needs Linux namespaces (this is {sys.platform})"
-    return isolation.available()
+    why = isolation.available()
+    if why is not None or level == "namespace":
+        return why
+    settings = settings or Settings()
+    probe = f"probe-{secrets.token_hex(4)}"
+    try:
+        memory = choose(settings, probe)
+    except FaasboxError as exc:
+        return f"no memory enforcement: {exc.message}"
+    try:
+        if memory.parent_dir is None:
+            return f"memory is enforced by {memory.name}, not a cgroup ({memory.reason})"
+        LimitsEnforcer.create(settings, probe).close()
+    except CgroupUnavailable as exc:
+        return str(exc)
+    finally:
+        memory.close()
+    return None
 
 
 def doctor(settings: Settings) -> dict[str, Any]:
@@ -461,8 +487,7 @@ def doctor(settings: Settings) -> dict[str, Any]:
         level, level_reason = isolation_level(settings), ""
     except FaasboxError as exc:
         level, level_reason = "unavailable", exc.message
-    levels = {name: unavailable(name) or "available" for name in LEVELS}
-    levels["cgroup"] = "not built yet (namespace plus cgroup limits: next)"
+    levels = {name: unavailable(name, settings) or "available" for name in LEVELS}
     return {
         "python": f"{platform.python_version()} ({sys.executable})",
         "isolation": level,

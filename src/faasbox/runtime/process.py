@@ -32,6 +32,7 @@ from faasbox.config import Settings
 from faasbox.errors import FaasboxError
 from faasbox.layout import Layout
 from faasbox.runtime import isolation, protocol
+from faasbox.runtime.limits import LimitsEnforcer, SandboxLimits
 from faasbox.runtime.memory import MemoryEnforcer, SandboxMemory
 from faasbox.runtime.sandbox import InitFailed, Sandbox, SandboxFactory
 from faasbox.runtime.spec import SandboxSpec
@@ -141,10 +142,13 @@ class Slot:
     directory: Path
     output_fd: int
     memory: SandboxMemory
+    limits: SandboxLimits | None = None  # the cgroup level's pids and CPU cgroups
 
     def release(self) -> None:
         os.close(self.output_fd)
         self.memory.release()
+        if self.limits is not None:
+            self.limits.release()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -290,14 +294,20 @@ def _run(task: Callable[[], None]) -> None:
 
 class ProcessSandboxFactory(SandboxFactory):
     """Forks sandboxes from one zygote, restarted on the next use after it died.
-    ``isolation`` is ``process`` or ``namespace`` (each sandbox then builds its own
-    namespaces and root at init: :mod:`isolation`)."""
+    ``isolation`` is ``process``, ``namespace`` (each sandbox then builds its own
+    namespaces and root: :mod:`isolation`) or ``cgroup`` (``namespace`` plus the pids and
+    CPU cgroups ``limits`` makes: :mod:`limits`)."""
 
     def __init__(self, settings: Settings, layout: Layout, memory: MemoryEnforcer,
-                 isolation: str = "process") -> None:
-        if isolation not in ("process", "namespace"):
+                 isolation: str = "process", limits: LimitsEnforcer | None = None) -> None:
+        if isolation not in ("process", "namespace", "cgroup"):
             raise FaasboxError(f"unknown isolation level {isolation!r}")
+        if (isolation == "cgroup") != (limits is not None):
+            raise FaasboxError("the cgroup level needs its limits, and only it has them")
         self.isolation = isolation
+        #: Whether sandboxes build namespaces and a root of their own.
+        self.namespaced = isolation in ("namespace", "cgroup")
+        self.limits = limits
         self.settings = settings
         self.layout = layout
         self.memory = memory
@@ -323,10 +333,11 @@ class ProcessSandboxFactory(SandboxFactory):
                 return zygote
             if zygote is not None:
                 zygote.close()
-            stage = (namespace_stage(self.settings, self.layout)
-                     if self.isolation == "namespace" else None)
-            self._zygote = ZygoteClient(cgroup_parent=self.memory.parent_dir,
-                                        namespace=stage).start()
+            stage = namespace_stage(self.settings, self.layout) if self.namespaced else None
+            parents = [self.memory.parent_dir] if self.memory.parent_dir else []
+            if self.limits is not None:
+                parents += sorted({str(p) for p in self.limits.parents.values()})
+            self._zygote = ZygoteClient(cgroup_parents=parents, namespace=stage).start()
             return self._zygote
 
     def warm_up(self) -> None:
@@ -345,6 +356,8 @@ class ProcessSandboxFactory(SandboxFactory):
         slot = self.janitor.take() or self._make_slot()
         try:
             slot.memory.resize(spec.memory_mb)
+            if slot.limits is not None:
+                slot.limits.resize(spec.memory_mb)
             spare, zygote = self._spare()
         except BaseException:
             slot.release()
@@ -356,9 +369,12 @@ class ProcessSandboxFactory(SandboxFactory):
         memory.attach(spare.pid)
         sandbox = Sandbox(sandbox_id=sandbox_id, spec=spec, pid=spare.pid, sock=spare.sock,
                           output_fd=slot.output_fd, directory=directory, memory=memory,
-                          wait_exit=zygote.wait_exit, defer=self.janitor.defer)
+                          wait_exit=zygote.wait_exit, defer=self.janitor.defer,
+                          limits=slot.limits)
         try:
             params = self._params(spec, sandbox_id, directory, memory, trace=marks is not None)
+            if slot.limits is not None:
+                params["cgroup_join_more"] = slot.limits.join_paths
             with contextlib.suppress(OSError):  # a spare that died: wait_ready tells
                 spare.sock.sendall(protocol.pack({"type": "init"}, json.dumps(params).encode()))
             if marks is not None:
@@ -381,20 +397,25 @@ class ProcessSandboxFactory(SandboxFactory):
         directory = self.layout.sandbox(sandbox_id)
         (directory / "tmp").mkdir(parents=True)
         (directory / "work").mkdir()
-        if self.isolation == "namespace":
+        if self.namespaced:
             # the sandbox's root is an unprivileged host user: its working folder is its own
             os.chown(directory / "work", *isolation.host_ids())
         output_fd = -1
+        memory: SandboxMemory | None = None
         try:
             output_fd = os.open(directory / "output", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                                 0o600)
             memory = self.memory.prepare(sandbox_id, self._slot_mb)
+            limits = (self.limits.prepare(sandbox_id, self._slot_mb)
+                      if self.limits is not None else None)
         except BaseException:
             if output_fd >= 0:
                 os.close(output_fd)
+            if memory is not None:
+                memory.release()
             shutil.rmtree(directory, ignore_errors=True)
             raise
-        return Slot(sandbox_id, directory, output_fd, memory)
+        return Slot(sandbox_id, directory, output_fd, memory, limits)
 
     def _spare(self) -> tuple[Spare, ZygoteClient]:
         """A spare from the zygote; a zygote found dead is restarted once."""
@@ -409,7 +430,7 @@ class ProcessSandboxFactory(SandboxFactory):
 
     def _params(self, spec: SandboxSpec, sandbox_id: str, directory: Path,
                 memory: SandboxMemory, *, trace: bool = False) -> dict[str, Any]:
-        namespace = self.isolation == "namespace"
+        namespace = self.namespaced
         env = sandbox_environment(self.settings, spec, sandbox_id,
                                   Path("/tmp") if namespace else directory / "tmp",
                                   self.isolation)
@@ -443,6 +464,8 @@ class ProcessSandboxFactory(SandboxFactory):
 
     def sweep(self) -> None:
         self.memory.sweep()
+        if self.limits is not None:
+            self.limits.sweep()
 
     def close(self) -> None:
         with self._lock:
@@ -453,6 +476,9 @@ class ProcessSandboxFactory(SandboxFactory):
             zygote.close()
         with contextlib.suppress(OSError):
             self.memory.close()
+        if self.limits is not None:
+            with contextlib.suppress(OSError):
+                self.limits.close()
 
 
 def _trace(spec: SandboxSpec, marks: list[Any]) -> None:

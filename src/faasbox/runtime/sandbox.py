@@ -33,13 +33,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faasbox.model import Status
 from faasbox.runtime import protocol
 from faasbox.runtime.memory import SandboxMemory
 from faasbox.runtime.spec import Outcome, SandboxSpec
 from faasbox.runtime.zygote_client import ExitStatus
+
+if TYPE_CHECKING:
+    from faasbox.runtime.limits import SandboxLimits
 
 #: How long the exit status of a sandbox that closed its socket is awaited before it is
 #: killed (a dead one's arrives within a millisecond), then after the kill.
@@ -73,13 +76,16 @@ class Sandbox:
 
     def __init__(self, *, sandbox_id: str, spec: SandboxSpec, pid: int, sock: socket.socket,
                  output_fd: int, directory: Path, memory: SandboxMemory,
-                 wait_exit: ExitWaiter, defer: Deferrer | None = None) -> None:
+                 wait_exit: ExitWaiter, defer: Deferrer | None = None,
+                 limits: SandboxLimits | None = None) -> None:
         self.id = sandbox_id
         self.spec = spec
         self.pid = pid
         self.sock = sock
         self.directory = directory
         self.memory = memory
+        #: Its pids and CPU cgroups, at the cgroup isolation level.
+        self.limits = limits
         self.invocations = 0
         self.state = "starting"
         self.last_used = time.monotonic()
@@ -301,6 +307,8 @@ class Sandbox:
         self.sock.close()
         os.close(self._output_fd)
         self.memory.release()
+        if self.limits is not None:
+            self.limits.release()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

@@ -149,8 +149,10 @@ def main(sock: socket.socket, reader: protocol.FrameReader, params: dict[str, An
     marks: list[tuple[str, float]] | None = [] if params.get("trace") else None
     if marks is not None:
         marks.append(("child: init frame read", time.perf_counter()))
-    if params.get("cgroup_join"):  # first: later pages are charged to the cgroup
-        join = os.open(params["cgroup_join"], os.O_WRONLY | os.O_CLOEXEC)
+    joins = [params["cgroup_join"]] if params.get("cgroup_join") else []
+    for path in joins + list(params.get("cgroup_join_more") or []):
+        # first: later pages are charged to the memory cgroup, later forks counted
+        join = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
             os.write(join, b"0")  # "0" is the writer itself
         finally:

@@ -1,8 +1,9 @@
 """The zygote: a fork server that has already imported the worker and common modules.
 
-Started by the supervisor as ``python -I -S zygote.py <fd> [<cgroup> [<namespace>]]``
+Started by the supervisor as ``python -I -S zygote.py <fd> [<cgroups> [<namespace>]]``
 (no site-packages, no environment), where ``<fd>`` is its end of a ``SOCK_SEQPACKET``
-unix socket pair, ``<cgroup>`` the node's memory cgroup if it has one (else empty),
+unix socket pair, ``<cgroups>`` the node's cgroups (memory; pids and cpu at the cgroup
+level), joined by ``os.pathsep`` (empty when there are none),
 and ``<namespace>``, at the ``namespace`` isolation level, the JSON of what each spare
 prepares ahead of need (:func:`isolation.prepare`). Each packet is one
 :mod:`protocol` frame.
@@ -89,10 +90,10 @@ class Zygote:
     """The fork loop."""
 
     def __init__(self, control: socket.socket, worker: Any, protocol: Any,
-                 cgroup_parent: str | None = None,
+                 cgroup_parents: list[str] | None = None,
                  namespace: dict[str, Any] | None = None) -> None:
         self.control = control
-        self.cgroup_parent = cgroup_parent
+        self.cgroup_parents = cgroup_parents or []
         self.namespace = namespace
         self.worker = worker
         self.protocol = protocol
@@ -255,14 +256,14 @@ class Zygote:
         for params in self.children.values():
             if params.get("work_dir"):
                 shutil.rmtree(os.path.dirname(params["work_dir"]), ignore_errors=True)
-        if self.cgroup_parent:  # the sandboxes' cgroups, those made ahead, then the node's
-            with contextlib.suppress(OSError), os.scandir(self.cgroup_parent) as entries:
+        for parent in self.cgroup_parents:  # the sandboxes' cgroups, those made ahead,
+            with contextlib.suppress(OSError), os.scandir(parent) as entries:  # then the node's
                 for entry in entries:
                     if entry.name.startswith("sandbox-"):
                         with contextlib.suppress(OSError):
                             os.rmdir(entry.path)
             with contextlib.suppress(OSError):
-                os.rmdir(self.cgroup_parent)
+                os.rmdir(parent)
 
 
 def main(argv: list[str]) -> None:
@@ -273,9 +274,9 @@ def main(argv: list[str]) -> None:
             importlib.import_module(name)
     _become_subreaper()
     sys.modules[f"{PACKAGE}.isolation"]._c()  # libc loaded once, for every sandbox
-    cgroup = argv[2] if len(argv) > 2 and argv[2] else None
+    cgroups = [p for p in argv[2].split(os.pathsep) if p] if len(argv) > 2 else []
     namespace = json.loads(argv[3]) if len(argv) > 3 else None
-    Zygote(control, worker, protocol, cgroup, namespace).serve()
+    Zygote(control, worker, protocol, cgroups, namespace).serve()
 
 
 if __name__ == "__main__":

@@ -64,10 +64,13 @@ class Spare:
 class ZygoteClient:
     """A running zygote process. Use :meth:`start`; :meth:`close` kills it."""
 
-    def __init__(self, *, start_timeout_s: float = 30.0, cgroup_parent: str | None = None,
+    def __init__(self, *, start_timeout_s: float = 30.0,
+                 cgroup_parents: list[str] | None = None,
                  namespace: dict[str, Any] | None = None) -> None:
         self.start_timeout_s = start_timeout_s
-        self.cgroup_parent = cgroup_parent
+        #: The node's cgroups (memory; pids and cpu at the cgroup level): the zygote
+        #: removes their ``sandbox-*`` children, then them, should the supervisor vanish.
+        self.cgroup_parents = cgroup_parents or []
         #: At the namespace level: what each spare prepares (see isolation.prepare).
         self.namespace = namespace
         self.pid = 0
@@ -92,9 +95,10 @@ class ZygoteClient:
         return self._alive and self._proc is not None and self._proc.poll() is None
 
     def _arguments(self) -> list[str]:
+        cgroups = os.pathsep.join(self.cgroup_parents)
         if self.namespace is not None:
-            return [self.cgroup_parent or "", json.dumps(self.namespace)]
-        return [self.cgroup_parent] if self.cgroup_parent else []
+            return [cgroups, json.dumps(self.namespace)]
+        return [cgroups] if cgroups else []
 
     def start(self) -> ZygoteClient:
         """Start the zygote and wait for its ``hello``. Raises :class:`FaasboxError`."""

@@ -1,0 +1,125 @@
+"""Adversarial functions against the ``cgroup`` isolation level (``namespace`` plus a
+memory, pids and CPU cgroup per sandbox): each is contained, reported, and the
+platform keeps serving other functions meanwhile.
+
+These need Linux namespaces and cgroup v1's memory, pids, cpu and cpuacct controllers,
+which CI has (it runs as root). Elsewhere the level cannot be built, and these tests
+are skipped with the reason ``faasbox doctor`` gives; under CI (``CI`` set) they never
+skip: a missing level is a failure there.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from tests.conftest import write_function
+
+from faasbox.model import Status
+from faasbox.runtime.limits import cpu_quota_us
+from faasbox.runtime.node import unavailable
+
+WHY = unavailable("cgroup")
+pytestmark = pytest.mark.skipif(
+    WHY is not None and not os.environ.get("CI"),
+    reason=f"the cgroup level is not available on this host: {WHY}",
+)
+
+ATTACKS = """
+    import os, time
+
+    def handler(event, context):
+        do = event["do"]
+        if do == "forks":  # as many processes as it can get, each held for a while
+            made, refused = 0, None
+            try:
+                for _ in range(event["n"]):
+                    if os.fork() == 0:
+                        time.sleep(3)
+                        os._exit(0)
+                    made += 1
+            except OSError as exc:
+                refused = exc.errno
+            return {"made": made, "errno": refused}
+        if do == "bomb":  # every process forks forever
+            while True:
+                try:
+                    os.fork()
+                except OSError:
+                    time.sleep(0.01)
+        if do == "spin":
+            started, cpu = time.time(), time.process_time()
+            while time.time() - started < event["s"]:
+                pass
+            return {"wall": time.time() - started, "cpu": time.process_time() - cpu}
+        if do == "eat":
+            hoard = []
+            while True:
+                hoard.append(bytearray(16 << 20))
+        return "fine"
+"""
+
+
+@pytest.fixture
+def platform(make_platform):
+    return make_platform(isolation="cgroup", max_processes=50)
+
+
+def deploy(client, tmp_path: Path, name: str, **config) -> None:
+    folder = write_function(tmp_path / name, ATTACKS)
+    client.deploy(name, folder, handler="app.handler", **config)
+
+
+def test_forks_stop_at_the_process_limit(platform, tmp_path) -> None:
+    client = platform.client()
+    deploy(client, tmp_path, "forker")
+    got = client.invoke("forker", {"do": "forks", "n": 500}).json()
+    assert got["errno"] == 11  # EAGAIN: the pids cgroup is full
+    assert 40 <= got["made"] < 50  # max_processes=50, the sandbox itself included
+    assert platform.node.stats()["isolation"] == "cgroup"
+
+
+def test_a_fork_bomb_is_contained_killed_at_its_timeout_and_others_keep_running(
+        platform, tmp_path) -> None:
+    client = platform.client()
+    deploy(client, tmp_path, "bomb", timeout_s=2)
+    deploy(client, tmp_path, "bystander")
+    assert client.invoke("bystander", {"do": "nothing"}).json() == "fine"
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(
+        result=client.invoke("bomb", {"do": "bomb"})))
+    thread.start()
+    for _ in range(5):  # served while the bomb goes off next door
+        assert client.invoke("bystander", {"do": "nothing"}).json() == "fine"
+    thread.join(30)
+    assert outcome["result"].json()["errorType"] == "Sandbox.Timedout"
+    assert client.records("bomb")[0].status is Status.TIMEOUT
+    assert [sb["function"] for sb in client.sandboxes()] == ["bystander"]
+
+
+def test_cpu_is_in_proportion_to_memory(platform, tmp_path) -> None:
+    client = platform.client()
+    deploy(client, tmp_path, "small", memory_mb=128)
+    spun = client.invoke("small", {"do": "spin", "s": 0.6}).json()
+    assert spun["cpu"] < 0.25 * spun["wall"]  # quota: 128/1769 of a CPU (~7 %)
+    for memory_mb in (128, 1769, 3538):
+        client.update_config("small", memory_mb=memory_mb)
+        client.invoke("small", {"do": "nothing"})
+        [sandbox] = [sb for sb in platform.node._live.values()]
+        quota = (sandbox.limits.dirs["cpu"] / "cpu.cfs_quota_us").read_text().strip()
+        assert int(quota) == cpu_quota_us(memory_mb) == {
+            128: 7235, 1769: 100_000, 3538: 200_000}[memory_mb]
+
+
+def test_memory_past_the_limit_is_reported_and_others_are_unaffected(
+        platform, tmp_path) -> None:
+    client = platform.client()
+    deploy(client, tmp_path, "glutton", memory_mb=128, timeout_s=20)
+    deploy(client, tmp_path, "bystander")
+    assert client.invoke("bystander", {"do": "nothing"}).json() == "fine"
+    result = client.invoke("glutton", {"do": "eat"})
+    assert result.json()["errorType"] == "Runtime.OutOfMemory"
+    assert client.records("glutton")[0].status is Status.OOM
+    assert client.invoke("bystander", {"do": "nothing"}).json() == "fine"
