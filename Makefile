@@ -27,8 +27,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	@command -v bwrap >/dev/null || [ "$$(id -u)" != 0 ] || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null || true
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/triggers.py
+	$(BIN)/python bench/isolation.py
 
 # The file pipeline of examples/pagecount, end to end, on an in-process platform.
 pagecount: $(STAMP)
