@@ -246,6 +246,7 @@ class Invoker:
                 timeout_s=float(config.timeout_s),
                 environment=dict(config.environment),
                 reserved_concurrency=config.reserved_concurrency,
+                network=config.network,
             )
             self._specs[key] = spec
         return spec

@@ -62,6 +62,10 @@ def validate_handler(handler: str) -> str:
     return handler
 
 
+#: A function's network: the host's, or none at all.
+NETWORKS = ("host", "none")
+
+
 @dataclass(frozen=True)
 class FunctionConfig:
     """The configuration of a function, as snapshotted into each published version."""
@@ -72,6 +76,9 @@ class FunctionConfig:
     environment: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     reserved_concurrency: int | None = None
+    #: "host" (the host's network) or "none" (an empty network namespace of its own;
+    #: needs the namespace or cgroup isolation level).
+    network: str = "host"
 
     def validate(self, limits: Limits) -> FunctionConfig:
         """Return self, or raise :class:`InvalidParameterError` naming the bad field."""
@@ -115,6 +122,9 @@ class FunctionConfig:
         rc = self.reserved_concurrency
         if rc is not None and (not _is_int(rc) or rc < 0 or rc > 1000):
             raise InvalidParameterError(f"reserved_concurrency={rc!r} is out of range 0-1000")
+        if self.network not in NETWORKS:
+            raise InvalidParameterError(f"network={self.network!r}: use one of "
+                                        f"{', '.join(NETWORKS)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +135,17 @@ class FunctionConfig:
             "environment": dict(sorted(self.environment.items())),
             "description": self.description,
             "reserved_concurrency": self.reserved_concurrency,
+            "network": self.network,
         }
+
+    def hashed(self) -> dict[str, Any]:
+        """What identifies this configuration in hashes: :meth:`to_dict`, without
+        fields at a default that older configurations did not have (their hashes stay
+        the same)."""
+        config = self.to_dict()
+        if config["network"] == "host":
+            del config["network"]
+        return config
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], limits: Limits | None = None) -> FunctionConfig:
@@ -134,7 +154,7 @@ class FunctionConfig:
         if not isinstance(data, Mapping):
             raise InvalidParameterError("configuration must be an object")
         known = {"handler", "memory_mb", "timeout_s", "environment", "description",
-                 "reserved_concurrency"}
+                 "reserved_concurrency", "network"}
         unknown = set(data) - known
         if unknown:
             raise InvalidParameterError(f"unknown configuration fields: {sorted(unknown)}")
@@ -152,6 +172,7 @@ class FunctionConfig:
             environment=dict(environment),
             description=data.get("description") or "",
             reserved_concurrency=data.get("reserved_concurrency"),
+            network=data.get("network") or "host",
         )
 
 
@@ -177,7 +198,7 @@ class FunctionVersion:
         """Hash of what a version snapshots: code, dependency layer and configuration
         (reserved concurrency excluded: it belongs to the function, not a version).
         Publishing an unchanged ``$LATEST`` is detected by comparing it."""
-        config = self.config.to_dict()
+        config = self.config.hashed()
         del config["reserved_concurrency"]
         return _sha([self.code_sha256, self.layer_sha256, config])
 
@@ -190,7 +211,7 @@ class FunctionVersion:
         holds the old code or configuration; one that changes only the description or
         reserved concurrency keeps the warm sandboxes.
         """
-        config = self.config.to_dict()
+        config = self.config.hashed()
         del config["reserved_concurrency"], config["description"]
         return _sha([self.code_sha256, self.layer_sha256, config, self.version])[:16]
 

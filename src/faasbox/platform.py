@@ -187,6 +187,7 @@ class LocalClient(Client):
         reserved_concurrency: int | None = None,
         requirements: str | None = None,
         publish: bool = False,
+        network: str | None = None,
     ) -> dict[str, Any]:
         version = self._registry.deploy(
             name,
@@ -199,6 +200,7 @@ class LocalClient(Client):
             environment=dict(environment) if environment is not None else None,
             description=description,
             reserved_concurrency=reserved_concurrency,
+            network=network,
         )
         if publish:
             version = self._registry.publish(name)

@@ -52,13 +52,15 @@ class Client(abc.ABC):
         reserved_concurrency: int | None = None,
         requirements: str | None = None,
         publish: bool = False,
+        network: str | None = None,
     ) -> dict[str, Any]:
         """Create the function or update its ``$LATEST`` code and configuration.
 
         ``path`` is a folder or a zip file (or give ``zip_bytes``). ``requirements`` is the
         text of a requirements.txt, kept across later code updates until given again
         (``""`` removes it); without it, the package's own requirements.txt is used and
-        goes with that package. Settings
+        goes with that package. ``network`` is ``host`` (the default) or ``none`` (no
+        network at all; needs the namespace or cgroup isolation level). Settings
         left as None keep their current value (or the default on creation; ``handler`` is
         required on creation). Returns ``$LATEST`` (or the new version with ``publish``).
         Raises InvalidParameterError, InvalidPackageError, DependencyBuildError; on any
@@ -68,7 +70,7 @@ class Client(abc.ABC):
     @abc.abstractmethod
     def update_config(self, name: str, **changes: Any) -> dict[str, Any]:
         """Change configuration fields of ``$LATEST`` (handler, memory_mb, timeout_s,
-        environment, description, reserved_concurrency, requirements). Returns
+        environment, description, reserved_concurrency, network, requirements). Returns
         ``$LATEST``. Concurrent changes merge: each keeps the fields it did not touch."""
 
     @abc.abstractmethod

@@ -47,6 +47,10 @@ def test_deploy_with_flags_and_payload_file(server: Server, tmp_path: Path) -> N
     ))
     assert (info["memory_mb"], info["timeout_s"], info["environment"]) == (256, 7,
                                                                           {"COLOR": "blue"})
+    assert info["network"] == "host"
+    cut = _json(server.cli("deploy", str(code), "--name", "cut", "--handler", "main.run",
+                           "--network", "none", "--json"))
+    assert cut["network"] == "none"
     payload = tmp_path / "event.json"
     payload.write_text('{"n": [1, 2]}')
     out = _json(server.cli("invoke", "flags", "--payload", f"@{payload}", "--json"))
@@ -170,10 +174,20 @@ def test_doctor_runs_without_a_server(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert {"python", "isolation", "memory_enforcement", "memory_enforcement_reason",
-            "capacity_mb", "home"} <= set(report)
+            "capacity_mb", "home", "isolation_levels"} <= set(report)
+    assert report["isolation"] == "process" and report["isolation_setting"] == "auto"
+    assert set(report["isolation_levels"]) == {"process", "namespace", "cgroup"}
+    assert report["isolation_levels"]["process"] == "available"
     table = subprocess.run([*FAASBOX, "doctor"], env=env, capture_output=True, text=True,
                            timeout=30)
     assert table.returncode == 0 and "Isolation" in table.stdout
+    assert "level namespace" in table.stdout and "level cgroup" in table.stdout
+    forced = subprocess.run([*FAASBOX, "doctor", "--json"], env={
+        **env, "FAASBOX_ISOLATION": "cgroup", "FAASBOX_MEMORY_ENFORCEMENT": "rss-watch"},
+        capture_output=True, text=True, timeout=30)
+    refused = json.loads(forced.stdout)  # the level wanted, and why it cannot be had
+    assert refused["isolation"] == "unavailable"
+    assert "memory is enforced by rss-watch, not a cgroup" in refused["isolation_reason"]
 
 
 ENDPOINT_SOURCE = (

@@ -16,6 +16,7 @@ from faasbox.errors import (
     AliasNotFoundError,
     ConflictError,
     DependencyBuildError,
+    FaasboxError,
     FunctionNotFoundError,
     InvalidPackageError,
     InvalidParameterError,
@@ -344,3 +345,21 @@ def test_close_records_the_calls_it_cut_short(make_platform, tmp_path) -> None:
     (record,) = again.records("long")
     assert record.request_id == results[0].request_id
     assert record.status in (Status.CRASH, Status.ERROR)
+
+
+def test_network_is_host_or_none_and_none_needs_namespaces(client, tmp_path) -> None:
+    folder = write_function(tmp_path / "net", "def handler(event, context):\n    return 1\n")
+    with pytest.raises(InvalidParameterError, match="network='wifi': use one of host, none"):
+        client.deploy("net", folder, handler="app.handler", network="wifi")
+    with pytest.raises(FunctionNotFoundError):
+        client.get_function("net")  # nothing was created
+    client.deploy("net", folder, handler="app.handler")
+    assert client.get_function("net")["network"] == "host"
+    revision = client.get_function("net")["revision"]
+    client.update_config("net", network="none")
+    assert client.get_function("net")["network"] == "none"
+    assert client.get_function("net")["revision"] != revision  # never the old sandboxes
+    # this platform runs at the process level: no way to take the network away
+    with pytest.raises(FaasboxError, match="needs the namespace or cgroup isolation level"):
+        client.invoke("net", {})
+    assert client.records("net")[0].status is Status.CRASH

@@ -184,3 +184,34 @@ def test_a_sandbox_runs_unprivileged_and_cannot_raise_itself(platform, tmp_path)
     tried = call(client, "probe", {"do": "escalate"})
     assert tried == {"setuid0": {"ok": False, "errno": "EPERM"}, "mount": "refused",
                      "chroot": {"ok": False, "errno": "EPERM"}}
+
+
+NETWORK_PROBE = """
+    import socket
+
+    def handler(event, context):
+        try:
+            socket.create_connection(("127.0.0.1", event["port"]), timeout=2).close()
+            reached = "reached"
+        except OSError as exc:
+            reached = type(exc).__name__
+        return {"reached": reached, "interfaces": [n for _, n in socket.if_nameindex()]}
+"""
+
+
+def test_network_none_leaves_no_way_out_and_host_keeps_it(platform, tmp_path) -> None:
+    import socket
+
+    client = platform.client()
+    folder = write_function(tmp_path / "net", NETWORK_PROBE)
+    client.deploy("cut-off", folder, handler="app.handler", network="none")
+    client.deploy("online", folder, handler="app.handler")
+    assert client.get_function("cut-off")["network"] == "none"
+    with socket.socket() as server:  # a service on the host's loopback
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        cut_off = call(client, "cut-off", {"port": port})
+        online = call(client, "online", {"port": port})
+    assert cut_off["reached"] != "reached" and cut_off["interfaces"] == ["lo"]
+    assert online["reached"] == "reached"

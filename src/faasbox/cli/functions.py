@@ -31,6 +31,10 @@ RequirementsOpt = Annotated[
     typer.Option("--requirements", "-r", help="A requirements.txt to build a layer from."),
 ]
 DescriptionOpt = Annotated[str | None, typer.Option("--description")]
+NetworkOpt = Annotated[
+    str | None, typer.Option("--network", help="host (default) or none (no network at "
+                             "all; needs FAASBOX_ISOLATION namespace or cgroup).")
+]
 ReservedOpt = Annotated[
     int | None, typer.Option("--reserved-concurrency", help="At most N concurrent calls.")
 ]
@@ -47,6 +51,7 @@ def deploy_request(
     requirements: Path | None = None,
     description: str | None = None,
     reserved_concurrency: int | None = None,
+    network: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The function name and ``Client.deploy`` arguments: flags over the folder's
     ``faasbox.json`` manifest (its environment is extended by ``--env``)."""
@@ -60,6 +65,7 @@ def deploy_request(
         "timeout_s": timeout,
         "description": description,
         "reserved_concurrency": reserved_concurrency,
+        "network": network,
     }
     found.update({key: value for key, value in flags.items() if value is not None})
     if env:
@@ -85,12 +91,13 @@ def deploy(
     publish: Annotated[bool, typer.Option("--publish", help="Also publish a version.")] = False,
     description: DescriptionOpt = None,
     reserved_concurrency: ReservedOpt = None,
+    network: NetworkOpt = None,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a function or update its code and configuration ($LATEST)."""
     fn_name, kwargs = deploy_request(
         path, name, handler, memory, timeout, env, requirements, description,
-        reserved_concurrency,
+        reserved_concurrency, network,
     )
     with common.client(ctx) as client:
         info = client.deploy(fn_name, path, publish=publish, **kwargs)

@@ -38,6 +38,7 @@ CONFIG_FIELDS = (
     "environment",
     "description",
     "reserved_concurrency",
+    "network",
 )
 
 #: Called after a function's live revisions change: (function, revisions still live).

@@ -147,6 +147,7 @@ class RemoteClient(Client):
         reserved_concurrency: int | None = None,
         requirements: str | None = None,
         publish: bool = False,
+        network: str | None = None,
     ) -> dict[str, Any]:
         if path is not None and zip_bytes is not None:
             raise errors.InvalidParameterError("give either path or zip_bytes, not both")
@@ -162,6 +163,7 @@ class RemoteClient(Client):
             ("environment", dict(environment) if environment is not None else None),
             ("description", description),
             ("reserved_concurrency", reserved_concurrency),
+            ("network", network),
             ("requirements", requirements),
         ):
             if value is not None:

@@ -351,6 +351,11 @@ class ProcessSandboxFactory(SandboxFactory):
             return self._start(spec, request_id)
 
     def _start(self, spec: SandboxSpec, request_id: str) -> Sandbox:
+        if spec.network != "host" and not self.namespaced:
+            raise FaasboxError(
+                f"function {spec.function} asks for network {spec.network}, which needs "
+                f"the namespace or cgroup isolation level (FAASBOX_ISOLATION); this node "
+                f"runs at {self.isolation}")
         marks = [("start", time.perf_counter())] if TRACE else None
         self._slot_mb = spec.memory_mb
         slot = self.janitor.take() or self._make_slot()
@@ -457,7 +462,7 @@ class ProcessSandboxFactory(SandboxFactory):
         if namespace:
             params["namespace"] = {
                 "binds": namespace_binds(spec, directory / "work"),
-                "network": "host",
+                "network": spec.network,
                 "hostname": "faasbox",
             }
         return params

@@ -31,6 +31,7 @@ class SandboxSpec:
     timeout_s: float
     environment: Mapping[str, str] = field(default_factory=dict)  # the user's variables
     reserved_concurrency: int | None = None
+    network: str = "host"  # or "none": an empty network namespace
 
     @property
     def pool_key(self) -> tuple[str, str]:

@@ -30,6 +30,7 @@ class DeployBody(_Body):
     environment: dict[str, str] | None = None
     description: str | None = None
     reserved_concurrency: int | None = None
+    network: str | None = Field(None, description='"host" (default) or "none"')
     requirements: str | None = Field(None, description="text of a requirements.txt")
     publish: bool = False
 
@@ -43,6 +44,7 @@ class ConfigBody(_Body):
     environment: dict[str, str] | None = None
     description: str | None = None
     reserved_concurrency: int | None = None
+    network: str | None = Field(None, description='"host" or "none"')
     requirements: str | None = Field(
         None, description='text of a requirements.txt to build a layer from; "" removes it'
     )
@@ -82,6 +84,7 @@ def deploy(name: str, body: DeployBody, client: ClientDep) -> dict[str, Any]:
         environment=body.environment,
         description=body.description,
         reserved_concurrency=body.reserved_concurrency,
+        network=body.network,
         requirements=body.requirements,
         publish=body.publish,
     )
