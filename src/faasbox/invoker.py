@@ -181,6 +181,7 @@ class Invoker:
             error_type=outcome.error_type,
             error_message=outcome.error_message,
             attempt_of=attempt_of,
+            cpu_time_ms=outcome.cpu_time_ms,
         )
         text = frame(record, outcome.output)
         log_file, offset, length = self._logs.append(name, text)
@@ -208,6 +209,7 @@ class Invoker:
         error_type: str | None = None,
         error_message: str | None = None,
         attempt_of: tuple[str, int] | None = None,
+        cpu_time_ms: float | None = None,
     ) -> InvocationRecord:
         async_request_id, attempt = attempt_of if attempt_of is not None else (None, None)
         return InvocationRecord(
@@ -226,6 +228,7 @@ class Invoker:
             error_message=error_message,
             async_request_id=async_request_id,
             attempt=attempt,
+            cpu_time_ms=round(cpu_time_ms, 3) if cpu_time_ms is not None else None,
         )
 
     def _spec(self, version: FunctionVersion) -> SandboxSpec:

@@ -364,6 +364,8 @@ class InvocationRecord:
     #: shared by every attempt of that event, and this attempt's number (from 1).
     async_request_id: str | None = None
     attempt: int | None = None
+    #: CPU time from the sandbox's cgroup (ms); None below the cgroup isolation level.
+    cpu_time_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -382,6 +384,7 @@ class InvocationRecord:
             "error_message": self.error_message,
             "async_request_id": self.async_request_id,
             "attempt": self.attempt,
+            "cpu_time_ms": self.cpu_time_ms,
         }
 
     @classmethod
@@ -402,6 +405,7 @@ class InvocationRecord:
             error_message=data.get("error_message"),
             async_request_id=data.get("async_request_id"),
             attempt=data.get("attempt"),
+            cpu_time_ms=data.get("cpu_time_ms"),
         )
 
 

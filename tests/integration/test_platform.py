@@ -363,3 +363,12 @@ def test_network_is_host_or_none_and_none_needs_namespaces(client, tmp_path) -> 
     with pytest.raises(FaasboxError, match="needs the namespace or cgroup isolation level"):
         client.invoke("net", {})
     assert client.records("net")[0].status is Status.CRASH
+
+
+def test_below_the_cgroup_level_no_cpu_time_is_claimed(client, tmp_path) -> None:
+    folder = write_function(tmp_path / "plain", "def handler(event, context):\n    return 1\n")
+    client.deploy("plain", folder, handler="app.handler")
+    result = client.invoke("plain", {})
+    [record] = client.records("plain")
+    assert record.cpu_time_ms is None and "CPU Time" not in result.log
+    assert record.to_dict()["cpu_time_ms"] is None

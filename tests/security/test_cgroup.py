@@ -123,3 +123,19 @@ def test_memory_past_the_limit_is_reported_and_others_are_unaffected(
     assert result.json()["errorType"] == "Runtime.OutOfMemory"
     assert client.records("glutton")[0].status is Status.OOM
     assert client.invoke("bystander", {"do": "nothing"}).json() == "fine"
+
+
+def test_each_calls_cpu_time_and_peak_memory_come_from_the_cgroup(platform, tmp_path) -> None:
+    client = platform.client()
+    deploy(client, tmp_path, "busy", memory_mb=1769)
+    result = client.invoke("busy", {"do": "spin", "s": 0.3})
+    spun = result.json()
+    [record] = client.records("busy")
+    assert record.cpu_time_ms is not None
+    assert record.cpu_time_ms >= 0.8 * spun["cpu"] * 1000  # what the sandbox itself saw
+    assert f"CPU Time: {record.cpu_time_ms:.2f} ms" in result.log
+    assert record.max_memory_used_mb >= 1
+    platform.metrics.collect_now()
+    totals = client.metrics.function_summary("busy")["totals"]
+    assert totals["CpuTime"]["average"] == pytest.approx(record.cpu_time_ms, rel=0.05)
+    assert totals["MaxMemoryUsed"] == record.max_memory_used_mb

@@ -35,13 +35,14 @@ SQS = "AWS/SQS"
 #: Metric names by namespace.
 METRICS: dict[str, tuple[str, ...]] = {
     LAMBDA: ("Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions",
-             "ColdStarts"),
+             "ColdStarts", "MaxMemoryUsed", "CpuTime"),
     SQS: ("ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible",
           "ApproximateAgeOfOldestMessage"),
 }
 #: The metrics folded from invocation records (the others are sampled): SQLite only for
 #: now, see :class:`faasbox.stores.metrics.MetricStore`.
-FROM_RECORDS = frozenset({"Invocations", "Errors", "Throttles", "Duration", "ColdStarts"})
+FROM_RECORDS = frozenset({"Invocations", "Errors", "Throttles", "Duration", "ColdStarts",
+                          "MaxMemoryUsed", "CpuTime"})
 #: The one dimension of each namespace, and what its values look like.
 DIMENSION = {LAMBDA: "FunctionName", SQS: "QueueName"}
 _DIMENSION_VALUE = {LAMBDA: re.compile(r"^[A-Za-z0-9_-]{1,64}$"),

@@ -36,6 +36,8 @@ def frame(record: InvocationRecord, output: str) -> str:
     )
     if record.init_duration_ms is not None:
         report += f"\tInit Duration: {record.init_duration_ms:.2f} ms"
+    if record.cpu_time_ms is not None:  # the cgroup isolation level measures it
+        report += f"\tCPU Time: {record.cpu_time_ms:.2f} ms"
     if record.error_type and record.status.value in {"timeout", "oom", "crash"}:
         report += f"\tStatus: {record.status.value}\tError Type: {record.error_type}"
     lines.append(report + "\t\n")

@@ -64,12 +64,16 @@ def record_samples(row: Any) -> Iterable[Sample]:
     at = row.started_at
     if row.status == Status.THROTTLED:
         return (Sample(LAMBDA, "Throttles", dims, at, 1.0),)
-    return (
+    samples = [
         Sample(LAMBDA, "Invocations", dims, at, 1.0),
         Sample(LAMBDA, "Errors", dims, at, 1.0 if row.status in _ERRORS else 0.0),
         Sample(LAMBDA, "Duration", dims, at, float(row.duration_ms)),
         Sample(LAMBDA, "ColdStarts", dims, at, 0.0 if row.init_duration_ms is None else 1.0),
-    )
+        Sample(LAMBDA, "MaxMemoryUsed", dims, at, float(row.max_memory_used_mb)),
+    ]
+    if row.cpu_time_ms is not None:  # measured at the cgroup isolation level only
+        samples.append(Sample(LAMBDA, "CpuTime", dims, at, float(row.cpu_time_ms)))
+    return samples
 
 
 class MetricService(Metrics):
@@ -204,17 +208,17 @@ class MetricService(Metrics):
             whole = Stats()
             for _, stats in points:
                 whole.merge(stats)
-            statistic = {"Duration": "Average", "ConcurrentExecutions": "Maximum"}.get(
-                metric, "Sum")
+            statistic = {"Duration": "Average", "ConcurrentExecutions": "Maximum",
+                         "MaxMemoryUsed": "Maximum", "CpuTime": "Average"}.get(metric, "Sum")
             series[metric] = _series(points, statistic, start, end, period,
                                      zero=statistic == "Sum")
-            if metric == "Duration":
+            if metric in ("Duration", "CpuTime"):
                 shown = {"average": "Average", "p50": "p50", "p99": "p99", "maximum": "Maximum"}
                 totals[metric] = {
                     label: _number(whole.value(stat)) if whole.count else None
                     for label, stat in shown.items()
                 }
-            elif metric == "ConcurrentExecutions":
+            elif metric in ("ConcurrentExecutions", "MaxMemoryUsed"):
                 totals[metric] = _number(whole.max) if whole.count else 0
             else:
                 totals[metric] = _number(whole.sum)

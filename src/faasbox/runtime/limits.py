@@ -6,7 +6,8 @@ made ahead of need with the sandbox's slot, joined by the sandbox itself at init
   a fork bomb gets ``EAGAIN`` and stays inside;
 - ``cpu.cfs_quota_us`` over a 100 ms period: CPU in proportion to memory, as on Lambda
   (1,769 MB is one vCPU; 128 MB gets ~7 ms of CPU per 100 ms, at least 1 ms);
-- ``cpuacct.usage``: the CPU time the sandbox used, read when it is destroyed.
+- ``cpuacct.usage``: the CPU time the sandbox used, read before and after each call
+  (its ``CPU Time`` in the REPORT line, the record and the ``CpuTime`` metric).
 
 cgroup v1 (each controller its own hierarchy). On cgroup v2 this level is not built
 yet: :meth:`LimitsEnforcer.create` says so, and ``faasbox doctor`` shows it.
@@ -62,6 +63,8 @@ class SandboxLimits:
             raise
         #: Files the sandbox writes "0" (itself) to at init, one per hierarchy.
         self.join_paths = sorted({str(path / "tasks") for path in self.dirs.values()})
+        self._cpu_fd: int | None = os.open(self.dirs["cpuacct"] / "cpuacct.usage",
+                                           os.O_RDONLY | os.O_CLOEXEC)
 
     def resize(self, memory_mb: int) -> None:
         """The CPU quota for ``memory_mb`` (before the sandbox joins)."""
@@ -69,14 +72,20 @@ class SandboxLimits:
             (self.dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(cpu_quota_us(memory_mb)))
             self.memory_mb = memory_mb
 
-    def cpu_ms(self) -> float:
-        """CPU time the sandbox's processes used so far, in ms."""
+    def cpu_ns(self) -> int | None:
+        """CPU time the sandbox's processes used so far, in ns (one pread); None when
+        it cannot be read."""
+        if self._cpu_fd is None:
+            return None
         try:
-            return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e6
-        except (OSError, ValueError, KeyError):
-            return 0.0
+            return int(os.pread(self._cpu_fd, 32, 0))
+        except (OSError, ValueError):
+            return None
 
     def release(self) -> None:
+        if getattr(self, "_cpu_fd", None) is not None:
+            os.close(self._cpu_fd)  # type: ignore[arg-type]
+            self._cpu_fd = None
         for path in set(self.dirs.values()):
             self.enforcer.remove(path)
         self.dirs = {}

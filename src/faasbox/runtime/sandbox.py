@@ -100,6 +100,7 @@ class Sandbox:
         self._offset = 0
         self._maxrss_kb = 0
         self._init_ms: float | None = None
+        self._cpu_start: int | None = None
         self._destroyed = False
         self._arn: tuple[str, bytes] = ("", b"")
         #: Where the sandbox's init spent its time (``FAASBOX_TRACE``): (step, perf_counter).
@@ -155,6 +156,7 @@ class Sandbox:
             self._arn = arn = (invoked_function_arn, protocol.quote(invoked_function_arn))
         frame = protocol.invoke_frame(request_id, arn[1], int((time.time() + timeout_s) * 1000),
                                       event)
+        self._cpu_start = self.limits.cpu_ns() if self.limits is not None else None
         try:
             self.sock.sendall(frame)
             reply = self._reader.read(started + timeout_s)
@@ -186,6 +188,7 @@ class Sandbox:
             init_duration_ms=self._take_init(),
             error_type=None if ok else header.get("error_type"),
             error_message=None if ok else header.get("error_message"),
+            cpu_time_ms=self._cpu_ms(),
         )
 
     def idle_alive(self) -> bool:
@@ -238,9 +241,18 @@ class Sandbox:
         return Outcome(status=status, payload=payload, output=self._take_output(),
                        duration_ms=0.0 if cold else elapsed_ms, max_memory_used_mb=used,
                        sandbox_id=self.id, sandbox_pid=self.pid, init_duration_ms=init,
-                       error_type=error_type, error_message=error_message)
+                       error_type=error_type, error_message=error_message,
+                       cpu_time_ms=None if cold else self._cpu_ms())
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _cpu_ms(self) -> float | None:
+        """CPU time since this call began, from the sandbox's cgroup (None below the
+        cgroup level)."""
+        if self.limits is None or self._cpu_start is None:
+            return None
+        now = self.limits.cpu_ns()
+        return None if now is None else max(0, now - self._cpu_start) / 1e6
 
     def take_init(self) -> float | None:
         """The init duration not reported yet (ms), now taken: a sandbox started ahead

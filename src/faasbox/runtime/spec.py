@@ -58,6 +58,8 @@ class Outcome:
     init_duration_ms: float | None = None  # set on cold starts only
     error_type: str | None = None
     error_message: str | None = None
+    #: CPU time of the call from the sandbox's cgroup (cgroup isolation level only).
+    cpu_time_ms: float | None = None
 
     @property
     def cold(self) -> bool:

@@ -215,7 +215,8 @@ class MetricStore:
         seq = self._rowid.label("seq")
         columns = [seq, invocations.c.function, invocations.c.status,
                    invocations.c.started_at, invocations.c.duration_ms,
-                   invocations.c.init_duration_ms]
+                   invocations.c.init_duration_ms, invocations.c.max_memory_used_mb,
+                   invocations.c.cpu_time_ms]
         with self.db.write() as conn:
             position = self._position(conn, "invocations")
             rows = conn.execute(

@@ -92,12 +92,14 @@ invocations = sa.Table(
     # Attempts of an async invocation share the request id the caller got (202).
     sa.Column("async_request_id", sa.String(64)),
     sa.Column("attempt", sa.Integer),
+    sa.Column("cpu_time_ms", sa.Float),
     sa.Index("ix_invocations_function_started", "function", "started_at"),
     sa.Index("ix_invocations_async_request_id", "async_request_id"),
 )
 
 #: Columns added to ``invocations`` after its first release: (name, SQL type).
-_ADDED_COLUMNS = (("async_request_id", "VARCHAR(64)"), ("attempt", "INTEGER"))
+_ADDED_COLUMNS = (("async_request_id", "VARCHAR(64)"), ("attempt", "INTEGER"),
+                  ("cpu_time_ms", "FLOAT"))
 
 
 def _add_missing_columns(db: Database) -> None:
