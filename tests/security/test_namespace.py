@@ -68,11 +68,19 @@ PROBE = """
             write(event["path"])
             return sorted(os.listdir("/tmp"))
         if do == "escalate":
+            import subprocess
             libc = ctypes.CDLL(None, use_errno=True)
             mounted = libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)
+            traced = libc.ptrace(16, event["pid"], None, None)  # PTRACE_ATTACH
+            traced_errno = errno.errorcode.get(ctypes.get_errno()) if traced != 0 else "attached"
+            # a setuid-root program: with no_new_privs and nosuid it runs as the caller
+            su = subprocess.run(["/usr/bin/mount", "-t", "tmpfs", "none", "/tmp"],
+                                capture_output=True, text=True)
             return {"setuid0": attempt(lambda: os.setuid(0)),
                     "mount": "refused" if mounted != 0 else "mounted",
-                    "chroot": attempt(lambda: os.chroot("/tmp"))}
+                    "chroot": attempt(lambda: os.chroot("/tmp")),
+                    "ptrace": traced_errno,
+                    "setuid_program": [su.returncode, su.stderr.strip()[-80:]]}
         raise ValueError(do)
 """
 
@@ -181,9 +189,12 @@ def test_a_sandbox_runs_unprivileged_and_cannot_raise_itself(platform, tmp_path)
     assert seen["cap_eff"] == "0000000000000000" and seen["no_new_privs"] == "1"
     if os.getuid() == 0:
         assert seen["uid"] == 65534  # nobody, not root
-    tried = call(client, "probe", {"do": "escalate"})
+    zygote = platform.node.stats()["zygote_pid"]
+    tried = call(client, "probe", {"do": "escalate", "pid": zygote})
+    setuid_program = tried.pop("setuid_program")
     assert tried == {"setuid0": {"ok": False, "errno": "EPERM"}, "mount": "refused",
-                     "chroot": {"ok": False, "errno": "EPERM"}}
+                     "chroot": {"ok": False, "errno": "EPERM"}, "ptrace": "ESRCH"}
+    assert setuid_program[0] != 0, setuid_program  # mount(8) found itself unprivileged
 
 
 NETWORK_PROBE = """
