@@ -20,6 +20,7 @@ log = logging.getLogger("faasbox.server")
 
 #: errorType for plain HTTP errors raised by routing itself (unknown path, method...).
 _HTTP_CODES = {
+    400: "InvalidRequestContentException",  # e.g. a body that is not JSON
     404: "ResourceNotFoundException",
     405: "MethodNotAllowedException",
     413: "RequestTooLargeException",
@@ -51,8 +52,12 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "ServiceException")
+    # a 4xx is the caller's: never labelled as the service's own fault
+    default = "InvalidRequestException" if exc.status_code < 500 else "ServiceException"
+    code = _HTTP_CODES.get(exc.status_code, default)
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 400 and message == "There was an error parsing the body":
+        message = "the request body could not be parsed: not JSON, not UTF-8, or too deeply nested"
     if exc.status_code == 404:
         message = f"no such resource: {request.method} {request.url.path}"
     response = error_response(code, message, exc.status_code)
