@@ -15,7 +15,6 @@ bench/results/isolation.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -25,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import report
 
 import faasbox
 from faasbox.runtime.node import unavailable
@@ -144,12 +145,7 @@ def main() -> None:
     else:
         goals["cgroup_p50_over_bwrap"] = {"met": False, "why": "a figure is unavailable"}
         print("goal cgroup_p50_over_bwrap: not measured (a figure is unavailable)")
-    out = ROOT / "bench" / "results" / "isolation.json"
-    out.write_text(json.dumps({"results": results, "goals": goals,
-                               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                              indent=2))
-    print(f"written {out.relative_to(ROOT)}")
+    report.write("isolation", results, goals)
 
 
 if __name__ == "__main__":

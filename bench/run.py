@@ -9,7 +9,6 @@ is a median (and p99) over many calls, and goals are ratios to the same-run base
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import socket
@@ -22,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import report
 
 import faasbox
 from faasbox.sdk import Client
@@ -330,11 +331,7 @@ def main() -> None:
     for name, goal in goals.items():
         mark = "met" if goal["met"] else "NOT MET"
         print(f"goal {name}: {goal['ratio']:.2f} (goal {goal['goal']}) {mark}")
-    out = ROOT / "bench" / "results" / "core.json"
-    out.write_text(json.dumps({"results": results, "goals": goals,
-                               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "cpus": os.cpu_count()}, indent=2))
-    print(f"written {out.relative_to(ROOT)}")
+    report.write("core", results, goals)
 
 
 if __name__ == "__main__":

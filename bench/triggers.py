@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import report
+
 import faasbox
 from faasbox.sdk import Client
 
@@ -260,12 +262,7 @@ def main() -> None:
           f"   multiprocessing.Pool(2): {p['mp_pool_s']:.2f} s   ratio {ratio:.2f}x "
           f"(goal <= 2x: {'met' if ratio <= 2 else 'NOT MET'}); a file create costs "
           f"{p['file_create_us']:.0f} µs here now")
-    out = ROOT / "bench" / "results" / "triggers.json"
-    out.write_text(json.dumps({"results": results, "goals": goals,
-                               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                              indent=2))
-    print(f"written {out.relative_to(ROOT)}")
+    report.write("triggers", results, goals)
 
 
 if __name__ == "__main__":

@@ -16,15 +16,13 @@ yet: :meth:`LimitsEnforcer.create` says so, and ``faasbox doctor`` shows it.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
-import threading
 from pathlib import Path
 
 from faasbox.config import Settings
 from faasbox.errors import FaasboxError
-from faasbox.runtime.memory import CgroupUnavailable, _own_cgroup
+from faasbox.runtime.memory import CgroupRemover, CgroupUnavailable, _own_cgroup
 
 #: Lambda's ratio: this much memory gets one whole vCPU.
 MB_PER_VCPU = 1769
@@ -97,8 +95,7 @@ class LimitsEnforcer:
     def __init__(self, parents: dict[str, Path], max_processes: int) -> None:
         self.parents = parents
         self.max_processes = max_processes
-        self._pending: list[Path] = []
-        self._lock = threading.Lock()
+        self._remover = CgroupRemover()
 
     @classmethod
     def create(cls, settings: Settings, node_id: str) -> LimitsEnforcer:
@@ -134,20 +131,10 @@ class LimitsEnforcer:
 
     def remove(self, path: Path) -> None:
         """rmdir a sandbox cgroup now, or later once its last process has gone."""
-        try:
-            path.rmdir()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            if exc.errno == errno.EBUSY:
-                with self._lock:
-                    self._pending.append(path)
+        self._remover.remove(path)
 
     def sweep(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for path in pending:
-            self.remove(path)
+        self._remover.sweep()
 
     def close(self) -> None:
         self.sweep()

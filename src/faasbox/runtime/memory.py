@@ -217,6 +217,36 @@ class CgroupMemory(SandboxMemory):
         self.enforcer.remove(self.path)
 
 
+class CgroupRemover:
+    """Removes sandbox cgroups: now, or on a later :meth:`sweep` when one still holds a
+    process that is on its way out (rmdir answers EBUSY until the kernel let it go)."""
+
+    def __init__(self) -> None:
+        self._pending: list[Path] = []
+        self._lock = threading.Lock()
+
+    def remove(self, path: Path) -> None:
+        """rmdir a sandbox cgroup now, or later once its last process has gone."""
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:  # other errors cannot get better by waiting
+                with self._lock:
+                    self._pending.append(path)
+
+    def sweep(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for path in pending:
+            self.remove(path)
+
+    def pending(self) -> list[Path]:
+        with self._lock:
+            return list(self._pending)
+
+
 class CgroupEnforcer(MemoryEnforcer):
     """A parent cgroup per node and a child per sandbox."""
 
@@ -226,8 +256,7 @@ class CgroupEnforcer(MemoryEnforcer):
         self.files = files
         self.name = f"cgroup-v{files.version}"
         self.reason = reason
-        self._pending: list[Path] = []
-        self._lock = threading.Lock()
+        self._remover = CgroupRemover()
 
     @classmethod
     def create(cls, settings: Settings, node_id: str, version: int | None = None
@@ -270,28 +299,16 @@ class CgroupEnforcer(MemoryEnforcer):
 
     def remove(self, path: Path) -> None:
         """rmdir a sandbox cgroup now, or later once its last process has gone."""
-        try:
-            path.rmdir()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            if exc.errno == errno.EBUSY:  # other errors cannot get better by waiting
-                with self._lock:
-                    self._pending.append(path)
+        self._remover.remove(path)
 
     def sweep(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for path in pending:
-            self.remove(path)
+        self._remover.sweep()
 
     def close(self) -> None:
         self.sweep()
         for child in self.parent.glob("sandbox-*"):
             self.remove(child)
-        with self._lock:
-            pending = list(self._pending)
-        for path in pending:
+        for path in self._remover.pending():
             for pid in _read_text(path / "cgroup.procs").split():
                 with contextlib.suppress(OSError):
                     os.kill(int(pid), signal.SIGKILL)
