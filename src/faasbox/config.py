@@ -46,6 +46,8 @@ class Limits:
     #: Async invocation events (Lambda: 256 KB) and queue messages (SQS: 256 KB).
     async_payload_bytes: int = 256 * 1024
     message_bytes: int = 256 * 1024
+    #: All the headers of one HTTP request, names and values (API Gateway: 10 KB).
+    header_bytes: int = 16 * 1024
 
 
 @dataclass(frozen=True)

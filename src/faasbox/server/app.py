@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import faasbox
 from faasbox.config import Limits, Settings
@@ -60,6 +61,7 @@ def create_app(
     app.state.invocation_slots = invoke.InvocationSlots(invocation_slots)
     app.state.receive_slots = queues.ReceiveSlots(receive_slots)
     errors.install(app)
+    app.add_middleware(HeaderLimit, limit=app.state.limits.header_bytes)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -72,6 +74,27 @@ def create_app(
     for module in (queues, objects, triggers, schedules, metrics, alarms, urls, node):
         app.include_router(module.router)
     return app
+
+
+class HeaderLimit:
+    """Answers 431 to a request whose headers (names and values) pass ``limit`` bytes,
+    before any route sees it. Plain ASGI: one sum per request."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) for name, value in scope["headers"])
+            if size > self.limit:
+                response = errors.error_response(
+                    "RequestHeaderFieldsTooLargeException",
+                    f"the request's headers take {size} bytes, over the {self.limit}-byte "
+                    "limit", 431)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def deploy_examples(client: Client, root: Path | None = None) -> list[str]:
