@@ -243,6 +243,7 @@ def _bind(root: str, source: str, target: str, writable: bool) -> None:
 def available() -> str | None:
     """None when this host lets a process build such a sandbox, else why not (probed
     in a forked child: unshare, a tmpfs, a pid namespace)."""
+    _c()  # libc loaded here: a child forked from a threaded process must not dlopen
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
