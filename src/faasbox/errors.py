@@ -131,6 +131,13 @@ class TriggerNotFoundError(NotFoundError):
         super().__init__("Trigger", name)
 
 
+class AccessKeyNotFoundError(NotFoundError):
+    """Raised for an access key id this platform never issued (or deleted)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("Access key", name)
+
+
 class NotificationNotFoundError(NotFoundError):
     """Raised when a bucket has no notification of the given id."""
 
