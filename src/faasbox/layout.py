@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,3 +88,27 @@ class Layout:
                      self.staging):
             path.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def private_file(path: Path, make: Callable[[], bytes]) -> bytes:
+    """The content of ``path``, a secret of the home: made by ``make()`` the first time,
+    written 0600 to a temporary file and linked into place, so a crash never leaves it
+    half-written and two processes racing to make it agree on the first one's."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, make())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temp, path)  # fails if another process won the race: keep theirs
+    except FileExistsError:
+        pass
+    finally:
+        temp.unlink(missing_ok=True)
+    return path.read_bytes()

@@ -11,10 +11,8 @@ the database alone reveals no secret; the master key is needed too.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from faasbox.errors import (
     ForbiddenError,
     InvalidParameterError,
 )
+from faasbox.layout import private_file
 from faasbox.stores.database import Database
 
 MASTER_KEY = "master.key"
@@ -53,24 +52,7 @@ def load_master_key(home: Path) -> bytes:
     """The platform's master key, made (0600, written once, atomically) on first use.
     Raises FaasboxError when the file is there but not a master key."""
     path = Path(home) / MASTER_KEY
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        tmp = path.with_name(f".{MASTER_KEY}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, secrets.token_bytes(_MASTER_BYTES))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)  # fails if another process made it meanwhile: theirs wins
-        except FileExistsError:
-            pass
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        data = path.read_bytes()
+    data = private_file(path, lambda: secrets.token_bytes(_MASTER_BYTES))
     if len(data) != _MASTER_BYTES:
         raise FaasboxError(f"{path} is not a faasbox master key ({len(data)} bytes)")
     return data

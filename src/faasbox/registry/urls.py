@@ -11,7 +11,6 @@ authenticated yet.
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from faasbox.errors import (
     InvalidParameterError,
     UnauthorizedError,
 )
+from faasbox.layout import private_file
 from faasbox.model import LATEST
 from faasbox.registry.functions import Registry, split_qualified
 from faasbox.stores.database import Database
@@ -56,25 +56,8 @@ def load_token(home: Path) -> str:
     """The platform's API token, created (random, mode 0600) if it does not exist yet.
     Written to a temporary file and linked into place, so a crash never leaves a
     half-written token and two starts agree on one."""
-    path = token_path(home)
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    temp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, secrets.token_urlsafe(32).encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(temp, path)  # fails if another start won the race: keep theirs
-    except FileExistsError:
-        pass
-    finally:
-        temp.unlink(missing_ok=True)
-    return path.read_text().strip()
+    made = private_file(token_path(home), lambda: secrets.token_urlsafe(32).encode() + b"\n")
+    return made.decode().strip()
 
 
 class FunctionUrls:
