@@ -137,7 +137,12 @@ def test_forged_and_garbled_handles_are_refused(queues: QueueService) -> None:
     queues.send("q", "x")
     handle = queues.receive("q")[0].receipt_handle
     flipped = handle[:-2] + ("A" if handle[-2] != "A" else "B") + handle[-1]
-    for bad in (flipped, "junk", "", handle + "A", "!" * 43):
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(handle[-1])
+    # the same bytes spelled with the last character's 2 spare bits set otherwise
+    respelled = [handle[:-1] + alphabet[(last & ~3) | spare] for spare in range(4)
+                 if (last & ~3) | spare != last]
+    for bad in (flipped, "junk", "", handle + "A", "!" * 43, *respelled):
         with pytest.raises(InvalidReceiptHandleError):
             queues.delete_message("q", bad)
     with pytest.raises(InvalidReceiptHandleError, match="not issued by queue other"):

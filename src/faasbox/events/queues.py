@@ -470,7 +470,11 @@ class QueueService(Queues):
             ) from None
         raw, mac = data[:_HANDLE.size], data[_HANDLE.size:]
         good = self._mac(name, raw)
-        if len(data) != _HANDLE.size + _MAC_BYTES or not hmac.compare_digest(mac, good):
+        # one spelling per handle: base64 ignores the last character's 2 spare bits, so
+        # without this check 4 different strings would pass for the same handle
+        canonical = base64.urlsafe_b64encode(data).decode().rstrip("=") == handle
+        if (len(data) != _HANDLE.size + _MAC_BYTES or not canonical
+                or not hmac.compare_digest(mac, good)):
             raise InvalidReceiptHandleError(
                 f"receipt handle {show(handle)} was not issued by queue {name}"
             )
