@@ -65,10 +65,12 @@ class Settings:
     capacity_mb: int = field(default_factory=_default_capacity_mb)
     #: "auto" uses a cgroup memory limit where cgroups are writable, else an RSS watch.
     memory_enforcement: str = "auto"
-    #: Sandbox isolation level: "process", "namespace", "cgroup", or "auto" (for now
-    #: "process": functions in a namespace sandbox cannot reach the folder object store
-    #: directly yet, see docs/runtime.md).
+    #: Sandbox isolation level: "process", "namespace", "cgroup", or "auto" (the best
+    #: this host allows; `faasbox doctor` says which and why not the others).
     isolation: str = "auto"
+    #: How long a sandbox's temporary credentials (its function's role) last; they are
+    #: renewed at half their life for sandboxes that stay warm.
+    sandbox_credentials_s: float = 3600.0
     #: Size of the private /tmp (tmpfs) of a namespace or cgroup sandbox, in MB.
     sandbox_tmp_mb: int = 512
     #: Parent folder for per-sandbox cgroups (cgroup v1 memory controller); "" = auto.
@@ -101,6 +103,7 @@ class Settings:
         "memory_enforcement": "FAASBOX_MEMORY_ENFORCEMENT",
         "isolation": "FAASBOX_ISOLATION",
         "sandbox_tmp_mb": "FAASBOX_SANDBOX_TMP_MB",
+        "sandbox_credentials_s": "FAASBOX_SANDBOX_CREDENTIALS_S",
         "cgroup_root": "FAASBOX_CGROUP_ROOT",
         "pip": "FAASBOX_PIP",
         "database_url": "FAASBOX_DATABASE_URL",

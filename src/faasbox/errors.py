@@ -138,6 +138,20 @@ class AccessKeyNotFoundError(NotFoundError):
         super().__init__("Access key", name)
 
 
+class PolicyNotFoundError(NotFoundError):
+    """Raised for a policy name that does not exist (or is not attached where named)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("Policy", name)
+
+
+class RoleNotFoundError(NotFoundError):
+    """Raised for an execution role that does not exist."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("Role", name)
+
+
 class NotificationNotFoundError(NotFoundError):
     """Raised when a bucket has no notification of the given id."""
 
@@ -176,6 +190,9 @@ NOT_FOUND_BY_KIND: dict[str, Callable[[str], NotFoundError]] = {
     "Schedule": ScheduleNotFoundError,
     "Alarm": AlarmNotFoundError,
     "FunctionUrl": FunctionUrlNotFoundError,
+    "Access key": AccessKeyNotFoundError,
+    "Policy": PolicyNotFoundError,
+    "Role": RoleNotFoundError,
 }
 
 

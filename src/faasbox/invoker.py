@@ -250,6 +250,7 @@ class Invoker:
                 environment=dict(config.environment),
                 reserved_concurrency=config.reserved_concurrency,
                 network=config.network,
+                role=config.role,
             )
             self._specs[key] = spec
         return spec

@@ -33,6 +33,12 @@ RESERVED_ENV = frozenset(
         "AWS_LAMBDA_LOG_STREAM_NAME",
         "LAMBDA_TASK_ROOT",
         "LAMBDA_RUNTIME_DIR",
+        # the execution role's credentials, and where to use them
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "FAASBOX_ENDPOINT",
+        "FAASBOX_CREDENTIALS_EXPIRATION",
     }
 )
 
@@ -62,6 +68,7 @@ def validate_handler(handler: str) -> str:
     return handler
 
 
+ROLE_RE = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,64}$")
 #: A function's network: the host's, or none at all.
 NETWORKS = ("host", "none")
 
@@ -79,6 +86,8 @@ class FunctionConfig:
     #: "host" (the host's network) or "none" (an empty network namespace of its own;
     #: needs the namespace or cgroup isolation level).
     network: str = "host"
+    #: The execution role whose temporary credentials its sandboxes get.
+    role: str = "default"
 
     def validate(self, limits: Limits) -> FunctionConfig:
         """Return self, or raise :class:`InvalidParameterError` naming the bad field."""
@@ -125,6 +134,9 @@ class FunctionConfig:
         if self.network not in NETWORKS:
             raise InvalidParameterError(f"network={self.network!r}: use one of "
                                         f"{', '.join(NETWORKS)}")
+        if not isinstance(self.role, str) or not ROLE_RE.match(self.role):
+            raise InvalidParameterError(f"role={self.role!r} is not a role name (1-64 "
+                                        "letters, digits and _+=,.@-)")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +148,7 @@ class FunctionConfig:
             "description": self.description,
             "reserved_concurrency": self.reserved_concurrency,
             "network": self.network,
+            "role": self.role,
         }
 
     def hashed(self) -> dict[str, Any]:
@@ -145,6 +158,8 @@ class FunctionConfig:
         config = self.to_dict()
         if config["network"] == "host":
             del config["network"]
+        if config["role"] == "default":
+            del config["role"]
         return config
 
     @classmethod
@@ -154,7 +169,7 @@ class FunctionConfig:
         if not isinstance(data, Mapping):
             raise InvalidParameterError("configuration must be an object")
         known = {"handler", "memory_mb", "timeout_s", "environment", "description",
-                 "reserved_concurrency", "network"}
+                 "reserved_concurrency", "network", "role"}
         unknown = set(data) - known
         if unknown:
             raise InvalidParameterError(f"unknown configuration fields: {sorted(unknown)}")
@@ -173,6 +188,7 @@ class FunctionConfig:
             description=data.get("description") or "",
             reserved_concurrency=data.get("reserved_concurrency"),
             network=data.get("network") or "host",
+            role=data.get("role") or "default",
         )
 
 

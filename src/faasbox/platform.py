@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from faasbox.auth.authority import Authority
 from faasbox.config import Settings
 from faasbox.errors import ConflictError, InvalidParameterError
 from faasbox.events.dispatcher import Dispatcher
@@ -42,14 +43,16 @@ class Platform:
             _clear_leftovers(self.layout)
             _link_runtime_lib(self.layout)
             self.database = Database(settings.database_url or f"sqlite:///{self.layout.state_db}")
+            self.auth = Authority(self.database, self.layout.home)
             self.store = SqlStateStore(self.database)
             self.logs = LogStore(self.layout)
             self.records = RecordWriter(self.store, self.layout.records_journal)
             self.packages = PackageStore(self.layout, settings.limits)
             self.layers = LayerBuilder(self.layout, settings.pip)
-            self.node = Node(settings, self.layout)
+            self.node = Node(settings, self.layout, credentials=self._sandbox_credentials)
             self.registry = Registry(
-                self.store, self.packages, self.layers, settings, on_change=self._retire
+                self.store, self.packages, self.layers, settings, on_change=self._retire,
+                role_exists=self.auth.roles.exists,
             )
             from faasbox.invoker import Invoker
 
@@ -81,6 +84,11 @@ class Platform:
         self.alarms = alarms.attach(self)
         self.dispatcher.start()
 
+    def _sandbox_credentials(self, role: str, sandbox_id: str) -> tuple[dict[str, str], float]:
+        session = self.auth.sandbox_credentials(role, self.settings.sandbox_credentials_s,
+                                                sandbox_id)
+        return session.environment(), session.expires_at
+
     def _retire(self, function: str, live: frozenset[str]) -> None:
         self.node.retire(function, keep_revisions=live)
         self.invoker.forget(function)
@@ -106,6 +114,7 @@ class Platform:
             self.records.close()
             self.logs.close()
             self.store.close()
+            self.auth.close()
             self.database.close()
             os.close(self._lock_fd)
 
@@ -188,6 +197,7 @@ class LocalClient(Client):
         requirements: str | None = None,
         publish: bool = False,
         network: str | None = None,
+        role: str | None = None,
     ) -> dict[str, Any]:
         version = self._registry.deploy(
             name,
@@ -201,6 +211,7 @@ class LocalClient(Client):
             description=description,
             reserved_concurrency=reserved_concurrency,
             network=network,
+            role=role,
         )
         if publish:
             version = self._registry.publish(name)

@@ -53,6 +53,7 @@ class Client(abc.ABC):
         requirements: str | None = None,
         publish: bool = False,
         network: str | None = None,
+        role: str | None = None,
     ) -> dict[str, Any]:
         """Create the function or update its ``$LATEST`` code and configuration.
 
@@ -60,7 +61,8 @@ class Client(abc.ABC):
         text of a requirements.txt, kept across later code updates until given again
         (``""`` removes it); without it, the package's own requirements.txt is used and
         goes with that package. ``network`` is ``host`` (the default) or ``none`` (no
-        network at all; needs the namespace or cgroup isolation level). Settings
+        network at all; needs the namespace or cgroup isolation level). ``role`` is the
+        execution role whose temporary credentials the sandboxes get (``default``). Settings
         left as None keep their current value (or the default on creation; ``handler`` is
         required on creation). Returns ``$LATEST`` (or the new version with ``publish``).
         Raises InvalidParameterError, InvalidPackageError, DependencyBuildError; on any
@@ -70,7 +72,7 @@ class Client(abc.ABC):
     @abc.abstractmethod
     def update_config(self, name: str, **changes: Any) -> dict[str, Any]:
         """Change configuration fields of ``$LATEST`` (handler, memory_mb, timeout_s,
-        environment, description, reserved_concurrency, network, requirements). Returns
+        environment, description, reserved_concurrency, network, role, requirements). Returns
         ``$LATEST``. Concurrent changes merge: each keeps the fields it did not touch."""
 
     @abc.abstractmethod

@@ -15,11 +15,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from faasbox.auth.credentials import Credentials, from_home
 from faasbox.remote import RemoteClient
+from faasbox.remote.signing import SigV4
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -35,7 +38,9 @@ def free_port() -> int:
 
 def cli_env(endpoint: str, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAASBOX_")}
-    env.update(FAASBOX_ENDPOINT=endpoint, FAASBOX_HOME=str(home), NO_COLOR="1", COLUMNS="200")
+    env.update(FAASBOX_ENDPOINT=endpoint, FAASBOX_HOME=str(home), NO_COLOR="1", COLUMNS="200",
+               FAASBOX_ISOLATION=os.environ["FAASBOX_TEST_ISOLATION"],  # tests/conftest.py
+               FAASBOX_CREDENTIALS_FILE=os.environ["FAASBOX_CREDENTIALS_FILE"])
     return env
 
 
@@ -62,6 +67,21 @@ class Server:
 
     def log(self) -> str:
         return self.output.read_text(errors="replace")
+
+    @property
+    def credentials(self) -> Credentials:
+        """The admin key the server's first start wrote into its home."""
+        return from_home(self.home)
+
+    def client(self, timeout_s: float = 30, **kwargs: Any) -> RemoteClient:
+        """An SDK client signing with the admin key."""
+        return RemoteClient(self.url, timeout_s=timeout_s, credentials=self.credentials,
+                            **kwargs)
+
+    def http(self, timeout: float = 30) -> httpx.Client:
+        """A plain HTTP client that signs every request with the admin key."""
+        return httpx.Client(base_url=self.url, timeout=timeout,
+                            auth=SigV4(self.credentials))
 
 
 def start_server(home: Path, *extra: str, endpoint_env: bool = True,
@@ -121,7 +141,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def remote(server: Server) -> Iterator[RemoteClient]:
-    client = RemoteClient(server.url, timeout_s=30)
+    client = server.client()
     try:
         yield client
     finally:
@@ -130,5 +150,5 @@ def remote(server: Server) -> Iterator[RemoteClient]:
 
 @pytest.fixture(scope="module")
 def http(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with server.http() as client:
         yield client

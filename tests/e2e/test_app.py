@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
+from tests.conftest import admin_credentials, sign_with
 from tests.e2e.conftest import EXAMPLES
 
 from faasbox.config import Limits, Settings
@@ -30,12 +31,12 @@ LIMIT = 1024
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     limits = Limits(sync_payload_bytes=LIMIT)
-    settings = Settings.from_env({}, home=tmp_path_factory.mktemp("app") / "home",
-                                 limits=limits)
+    settings = Settings.from_env({}, isolation="process", limits=limits,
+                                 home=tmp_path_factory.mktemp("app") / "home")
     with Platform(settings) as platform, TestClient(
         create_app(platform.client(), limits=limits), raise_server_exceptions=False
     ) as client:
-        yield client
+        yield sign_with(client, admin_credentials(platform))
 
 
 def test_examples_have_manifests_and_deploy(api: TestClient) -> None:
@@ -132,7 +133,7 @@ def test_full_invocation_slots_answer_429_at_once_and_other_routes_answer(
 ) -> None:
     """Invocations have slots of their own: the (N+1)th concurrent call is refused at
     once (not queued behind the others) and listing functions still answers."""
-    settings = Settings.from_env({}, home=tmp_path / "home")
+    settings = Settings.from_env({}, isolation="process", home=tmp_path / "home")
     gate = tmp_path / "gate"
     gate.mkdir()
     code = tmp_path / "code"
@@ -145,6 +146,7 @@ def test_full_invocation_slots_answer_429_at_once_and_other_routes_answer(
         slots: InvocationSlots = app.state.invocation_slots
         assert slots.size == 2
         with TestClient(app, raise_server_exceptions=False) as api:
+            sign_with(api, admin_credentials(platform))
             answers: list[tuple[int, str]] = []
 
             def blocked_call() -> None:

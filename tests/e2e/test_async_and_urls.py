@@ -52,10 +52,9 @@ def test_async_event_survives_a_sigkill_after_202_and_runs_after_restart(tmp_pat
     running = start_server(home)
     try:
         deploy(running, tmp_path, "sleepy", SLEEPY)
-        answer = httpx.post(
-            f"{running.url}/v1/functions/sleepy/invoke", content=b'{"n": 7}',
-            headers={"X-Amz-Invocation-Type": "Event"}, timeout=10,
-        )
+        with running.http(timeout=10) as http:
+            answer = http.post("/v1/functions/sleepy/invoke", content=b'{"n": 7}',
+                               headers={"X-Amz-Invocation-Type": "Event"})
         assert answer.status_code == 202 and answer.content == b""
         request_id = answer.headers["x-amzn-requestid"]
         running.process.send_signal(signal.SIGKILL)  # while it sleeps, or before it ran
@@ -64,7 +63,7 @@ def test_async_event_survives_a_sigkill_after_202_and_runs_after_restart(tmp_pat
         stop_server(running)
     again = start_server(home)
     try:
-        with RemoteClient(again.url, timeout_s=30) as remote:
+        with again.client() as remote:
             done = wait_for(
                 lambda: [r for r in remote.records(request_id=request_id)
                          if r.status is Status.SUCCESS],
@@ -153,9 +152,11 @@ def test_cli_url_and_async_config_commands(server: Server, tmp_path: Path) -> No
     shown = json.loads(server.cli("url", "set", "cli-web", "--auth", "platform", "--json").stdout)
     assert shown == {"function": "cli-web", "qualifier": None, "auth": "platform",
                      "url": f"{server.url}/fn/cli-web"}
-    assert httpx.get(shown["url"]).status_code == 401
-    token = server.cli("url", "token", "--home", str(server.home)).stdout.strip()
-    authorized = httpx.get(shown["url"] + "/x", headers={"Authorization": f"Bearer {token}"})
+    refused = httpx.get(shown["url"])
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == (
+        "AWS4-HMAC-SHA256")
+    with server.http() as signed:  # the admin key: allowed functions:InvokeFunctionUrl
+        authorized = signed.get(shown["url"] + "/x")
     assert authorized.status_code == 200 and authorized.text == "/x"
     table = server.cli("url", "show", "cli-web").stdout
     assert "platform" in table and f"{server.url}/fn/cli-web" in table

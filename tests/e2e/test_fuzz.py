@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,7 +27,8 @@ from schemathesis import GenerationMode
 from tests.conftest import write_function
 from tests.e2e.conftest import Server, start_server, stop_server
 
-from faasbox.remote import RemoteClient
+from faasbox import stdlib_sigv4
+from faasbox.auth.credentials import Credentials
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +42,7 @@ MAX_WAIT = "0"
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("fuzz")
     running = start_server(root / "home", env_extra={"FAASBOX_KEEP_ALIVE_S": "5"})
-    client = RemoteClient(running.url, timeout_s=30)
+    client = running.client()
     try:
         folder = write_function(root / "fn", "def handler(event, context):\n    return event\n")
         client.deploy("target", folder, handler="app.handler")
@@ -55,9 +57,9 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         assert "Traceback" not in running.log(), running.log()
 
 
-def state(url: str) -> Any:
+def state(server: Server) -> Any:
     """What a refused request must leave as it was."""
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with server.http() as http:
         functions = http.get("/v1/functions").json()
         queues = http.get("/v1/queues").json()
         buckets = http.get("/v1/buckets").json()
@@ -72,20 +74,39 @@ def state(url: str) -> Any:
     }
 
 
-def check(case: Any, url: str) -> None:
+class SignedRequests(requests.auth.AuthBase):
+    """Signs each generated request (schemathesis sends them with requests), so that
+    the fuzzing reaches the routes behind authentication."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body or b""
+        if isinstance(body, str):
+            body = body.encode()
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        request.headers.update(stdlib_sigv4.sign(
+            request.method or "GET", request.url or "", headers, bytes(body),
+            self.credentials.key_id, self.credentials.secret))
+        return request
+
+
+def check(case: Any, server: Server) -> None:
     """One generated request: never a 5xx, never a 4xx labelled as the service's fault,
     and a refused change leaves the state as it was."""
     if case.query and "wait_s" in case.query:
         case.query["wait_s"] = MAX_WAIT
     mutating = case.method.upper() not in ("GET", "HEAD", "OPTIONS")
-    before = state(url) if mutating else None
-    response = case.call(base_url=url, timeout=30)
+    before = state(server) if mutating else None
+    response = case.call(base_url=server.url, timeout=30,
+                         auth=SignedRequests(server.credentials))
     where = (case.method, case.formatted_path, response.status_code, response.text[:500])
     assert response.status_code < 500, where
     if 400 <= response.status_code < 500:
         assert response.headers.get("x-amzn-errortype") != "ServiceException", where
         if mutating:
-            assert state(url) == before, where
+            assert state(server) == before, where
 
 
 def test_generated_requests_never_fail_the_server_and_refusals_change_nothing(
@@ -104,7 +125,7 @@ def test_generated_requests_never_fail_the_server_and_refusals_change_nothing(
                   suppress_health_check=list(HealthCheck))
         @given(case=cases)
         def fuzz(case: Any) -> None:
-            check(case, fuzzed.url)
+            check(case, fuzzed)
 
         # one database key per operation: failing examples are replayed where they failed
         fuzz._hypothesis_internal_add_digest = operation.label.encode()  # type: ignore[attr-defined]
@@ -113,7 +134,7 @@ def test_generated_requests_never_fail_the_server_and_refusals_change_nothing(
 
 @pytest.mark.parametrize("seed", SEEDS, ids=[seed["why"] for seed in SEEDS])
 def test_seed_corpus_of_hostile_requests(seed: dict[str, Any], fuzzed: Server) -> None:
-    before = state(fuzzed.url)
+    before = state(fuzzed)
     body = seed.get("body")
     if isinstance(body, dict) and "repeat" in body:  # big bodies are built, not stored
         content = (body["prefix"] + body["unit"] * body["repeat"] + body["suffix"]).encode()
@@ -123,12 +144,12 @@ def test_seed_corpus_of_hostile_requests(seed: dict[str, Any], fuzzed: Server) -
         content = body.encode("utf-8", "surrogateescape")
     headers = {name: value * seed.get("header_repeat", 1)
                for name, value in seed.get("headers", {}).items()}
-    with httpx.Client(base_url=fuzzed.url, timeout=30) as http:
+    with fuzzed.http() as http:
         response = http.request(seed["method"], seed["path"], content=content,
                                 headers=headers)
     assert response.status_code < 500, response.text
     assert response.status_code == seed["status"], (response.status_code, response.text)
     assert response.headers.get("x-amzn-errortype") != "ServiceException", response.text
-    assert state(fuzzed.url) == before
+    assert state(fuzzed) == before
     # the server is still there and well
     assert httpx.get(f"{fuzzed.url}/healthz", timeout=10).status_code == 200

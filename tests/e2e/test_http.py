@@ -15,7 +15,7 @@ import httpx
 import pytest
 from tests.e2e.conftest import EXAMPLES, Server, free_port
 
-from faasbox import errors
+from faasbox import errors, stdlib_sigv4
 from faasbox.remote import RemoteClient, package
 
 TOKEN_SOURCE = (
@@ -118,7 +118,7 @@ def test_remote_client_results_logs_and_records(remote: RemoteClient) -> None:
         "fail", "error", "PaymentDeclined")
     assert [r.request_id for r in remote.records("hello", limit=1)] == [ok.request_id]
     assert remote.logs("hello", since=time.time() + 3600) == ""
-    with RemoteClient(remote.url, log_tail=True) as tailing:
+    with RemoteClient(remote.url, log_tail=True, credentials=remote.credentials) as tailing:
         assert "Saying hello to tail" in tailing.invoke("hello", {"name": "tail"}).log
 
 
@@ -183,13 +183,19 @@ def test_error_answers_have_status_shape_and_change_nothing(
     assert _snapshot(remote) == before
 
 
+PATH = "/v1/functions/hello/invoke"
+
+
 def test_oversized_payload_refused_by_declared_length(server: Server) -> None:
     # A Content-Length over the limit is answered before the body is read.
     host, port = server.url.removeprefix("http://").split(":")
+    signed = stdlib_sigv4.sign("POST", f"http://x{PATH}", {"content-type": "application/json"},
+                               b"{}", server.credentials.key_id, server.credentials.secret)
+    headers = "".join(f"{name}: {value}\r\n" for name, value in signed.items()).encode()
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(
-            b"POST /v1/functions/hello/invoke HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 7000000\r\n\r\n{}"
+            b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\n" + headers
+            + b"Content-Length: 7000000\r\n\r\n{}"
         )
         head = sock.recv(4096).decode()
     assert head.startswith("HTTP/1.1 413") and "RequestTooLargeException" in head

@@ -89,7 +89,7 @@ def results_written(home: Path) -> dict[str, tuple[float, str]]:
 def test_pagecount_pipeline_end_to_end_and_across_a_sigkill(tmp_path: Path) -> None:
     home = tmp_path / "home"
     server = start_server(home, env_extra=SETTINGS)
-    client = RemoteClient(server.url, timeout_s=60)
+    client = server.client(60)
     try:
         first = _first_run(server, client, tmp_path)
         _second_run_cut_by_sigkill(server, client, tmp_path, home, first)
@@ -190,7 +190,7 @@ def _second_run_cut_by_sigkill(server: Server, client: RemoteClient, tmp_path: P
     assert 300 <= len(before) - 1 - 1000 < 1000, "the kill did not land mid-run"
 
     restarted = start_server(home, env_extra=SETTINGS)
-    again = RemoteClient(restarted.url, timeout_s=60)
+    again = restarted.client(60)
     try:
         summary = pipeline.wait_for(again, 2000, timeout_s=240)
         assert (summary["documents"], summary["pages"]) == (2000, first_pages + pages)

@@ -14,12 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
+from tests.conftest import admin_credentials, sign_with
 from tests.e2e.conftest import Server, start_server, stop_server
 
 from faasbox.config import Settings
 from faasbox.errors import InvalidParameterError, InvalidReceiptHandleError, QueueNotFoundError
 from faasbox.platform import Platform
 from faasbox.remote import RemoteClient
+from faasbox.remote.signing import SigV4
 from faasbox.server.app import create_app
 from faasbox.server.queues import ReceiveSlots
 
@@ -188,7 +190,8 @@ def test_waiting_long_polls_do_not_hold_up_the_send_that_wakes_them(
     answers: list[httpx.Response] = []
     lock = threading.Lock()
     limits = httpx.Limits(max_connections=POLLS + 10)
-    with httpx.Client(base_url=server.url, timeout=60, limits=limits) as polls:
+    with httpx.Client(base_url=server.url, timeout=60, limits=limits,
+                      auth=SigV4(server.credentials)) as polls:
 
         def poll() -> None:
             answer = polls.post("/v1/queues/lp-q/receive", json={"wait_s": 20})
@@ -221,11 +224,12 @@ def test_waiting_long_polls_do_not_hold_up_the_send_that_wakes_them(
 def test_full_receive_slots_answer_429_at_once(tmp_path: Path) -> None:
     """Past its receive slots the server refuses a receive at once (it does not queue
     it behind long polls); the slots free up as the polls end."""
-    settings = Settings.from_env({}, home=tmp_path / "home")
+    settings = Settings.from_env({}, isolation="process", home=tmp_path / "home")
     with Platform(settings) as platform:
         app = create_app(platform.client())
         slots = app.state.receive_slots = ReceiveSlots(2)
         with TestClient(app, raise_server_exceptions=False) as api:
+            sign_with(api, admin_credentials(platform))
             api.put("/v1/queues/few")
             answers: list[list[str]] = []
 
@@ -322,7 +326,7 @@ def test_stopping_the_server_ends_waiting_long_polls_with_an_empty_answer(
     answers: list[httpx.Response] = []
     try:
         server.cli("queue", "create", "stop-q")
-        with httpx.Client(base_url=server.url, timeout=30) as http:
+        with server.http() as http:
             def poll() -> None:
                 answers.append(http.post("/v1/queues/stop-q/receive",
                                          json={"wait_s": 20}))

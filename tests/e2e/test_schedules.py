@@ -147,7 +147,7 @@ def test_a_run_cut_short_by_sigkill_is_interrupted_and_its_tick_never_fires_agai
     home = tmp_path / "home"
     first = start_server(home)
     try:
-        remote = RemoteClient(first.url, timeout_s=30)
+        remote = first.client()
         remote.deploy("sleeper", write_function(tmp_path / "sleeper", SLEEPER),
                       handler="app.handler", timeout_s=30,
                       environment={"STARTS": str(starts)})
@@ -166,7 +166,7 @@ def test_a_run_cut_short_by_sigkill_is_interrupted_and_its_tick_never_fires_agai
 
     second = start_server(home)
     try:
-        remote = RemoteClient(second.url, timeout_s=30)
+        remote = second.client()
         # A one-time schedule, due at once: once it has run, the driver has looked at
         # every due tick since the restart -- the cut-short one too, were it still due.
         remote.schedules.create("witness", "at(2020-01-01T00:00:00)", "sleeper",

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import base64
-import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import write_function
+from tests.conftest import admin_credentials, sign_with, write_function
 
 from faasbox.errors import (
     AliasNotFoundError,
@@ -18,7 +16,6 @@ from faasbox.errors import (
     FunctionUrlNotFoundError,
     InvalidParameterError,
 )
-from faasbox.registry.urls import load_token, token_path
 from faasbox.server.app import create_app
 
 WEB = """
@@ -49,7 +46,7 @@ def setup(make_platform, tmp_path: Path) -> Iterator[tuple]:
     client.deploy("web", write_function(tmp_path / "web", WEB), handler="app.handler")
     client.set_function_url("web")
     with TestClient(create_app(client)) as http:
-        yield platform, client, http
+        yield platform, client, sign_with(http, admin_credentials(platform))
 
 
 def test_get_with_query_headers_and_cookies_becomes_a_v2_event(setup) -> None:
@@ -146,23 +143,31 @@ def test_alias_urls_route_to_the_alias_only(setup, tmp_path) -> None:
     assert http.get("/fn/web/x").json() == 2  # $LATEST serves the unqualified URL
 
 
-def test_platform_auth_needs_the_platform_token(setup) -> None:
+def test_platform_auth_needs_a_signature_allowed_to_invoke_the_url(setup) -> None:
     platform, client, http = setup
     client.set_function_url("web", auth="platform")
-    path = token_path(platform.layout.home)
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    token = load_token(platform.layout.home)
-    assert len(token) >= 32
+    admin = http.auth
+    http.auth = None
     unauthenticated = http.get("/fn/web")
     assert unauthenticated.status_code == 401
-    assert unauthenticated.headers["www-authenticate"].startswith("Bearer")
-    wrong = http.get("/fn/web", headers={"Authorization": "Bearer not-it"})
-    assert wrong.status_code == 403
-    right = http.get("/fn/web", headers={"Authorization": f"Bearer {token}"})
+    assert unauthenticated.headers["www-authenticate"] == "AWS4-HMAC-SHA256"
+    forged = http.get("/fn/web", headers={"Authorization": "Bearer not-it"})
+    assert forged.status_code == 403 and "not a AWS4-HMAC-SHA256" in forged.text
+    # signed by a key whose policies allow other things only: 403, saying which action
+    platform.auth.policies.put("queues-only", {"Statement": [
+        {"Effect": "Allow", "Action": "queues:*", "Resource": "*"}]})
+    sign_with(http, admin_credentials(platform, "queues-only"))
+    denied = http.get("/fn/web")
+    assert denied.status_code == 403
+    assert "not allowed to functions:InvokeFunctionUrl on function:web" in denied.text
+    http.auth = admin
+    right = http.get("/fn/web")
     assert right.status_code == 200
     assert right.json()["requestContext"]["accountId"] == "000000000000"
     client.set_function_url("web", auth="none")
-    assert http.get("/fn/web").status_code == 200
+    http.auth = None
+    assert http.get("/fn/web").status_code == 200  # auth none: anyone
+    http.auth = admin
 
 
 def test_url_config_validation_and_listing(setup) -> None:

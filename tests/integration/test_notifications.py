@@ -134,7 +134,7 @@ import os, signal, sys
 from faasbox.config import Settings
 from faasbox.platform import Platform
 
-platform = Platform(Settings.from_env({}, home=sys.argv[1], keep_alive_s=60.0))
+platform = Platform(Settings.from_env({}, isolation="process", home=sys.argv[1], keep_alive_s=60.0))
 client = platform.client()
 if sys.argv[2] == "setup":
     client.queues.create("events")

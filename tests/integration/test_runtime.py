@@ -119,7 +119,8 @@ def app(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", keep_alive_s=30.0, capacity_mb=4096)
+    return Settings(home=tmp_path / "home", isolation="process",
+                        keep_alive_s=30.0, capacity_mb=4096)
 
 
 @pytest.fixture
@@ -156,7 +157,8 @@ def test_distinct_functions_get_distinct_sandboxes(node: Node, app: Path) -> Non
 
 
 def test_scales_to_zero_after_keep_alive(tmp_path: Path, app: Path) -> None:
-    settings = Settings(home=tmp_path / "home", keep_alive_s=0.3, capacity_mb=1024)
+    settings = Settings(home=tmp_path / "home", isolation="process",
+                        keep_alive_s=0.3, capacity_mb=1024)
     with Node(settings, Layout(settings.home)) as node:
         outcome = call(node, make_spec(app), {})
         assert node.stats()["sandboxes"]
@@ -172,7 +174,8 @@ def test_scales_to_zero_after_keep_alive(tmp_path: Path, app: Path) -> None:
 
 
 def test_busy_sandbox_is_not_reaped_by_keep_alive(tmp_path: Path, app: Path) -> None:
-    settings = Settings(home=tmp_path / "home", keep_alive_s=0.1, capacity_mb=1024)
+    settings = Settings(home=tmp_path / "home", isolation="process",
+                        keep_alive_s=0.1, capacity_mb=1024)
     with Node(settings, Layout(settings.home)) as node:
         first = call(node, make_spec(app), {"sleep": 0.5})
         assert first.status is Status.SUCCESS
@@ -318,7 +321,8 @@ def test_init_timeout(tmp_path: Path) -> None:
         def handler(event, context):
             return 1
     """})
-    settings = Settings(home=tmp_path / "home", init_timeout_s=0.5, capacity_mb=1024)
+    settings = Settings(home=tmp_path / "home", isolation="process",
+                        init_timeout_s=0.5, capacity_mb=1024)
     with Node(settings, Layout(settings.home)) as node:
         started = time.monotonic()
         outcome = call(node, make_spec(code), {})
@@ -462,7 +466,8 @@ def test_reserved_concurrency_zero_always_throttles(node: Node, app: Path) -> No
 
 
 def test_capacity_throttles_and_evicts_idle_sandboxes(tmp_path: Path, app: Path) -> None:
-    settings = Settings(home=tmp_path / "home", capacity_mb=256, keep_alive_s=30)
+    settings = Settings(home=tmp_path / "home", isolation="process",
+                        capacity_mb=256, keep_alive_s=30)
     release = tmp_path / "release"
     with Node(settings, Layout(settings.home)) as node:
         idle = call(node, make_spec(app, "idle"), {})
@@ -525,7 +530,8 @@ def test_zygote_is_restarted_after_it_died(node: Node, app: Path) -> None:
 
 
 def test_close_leaves_no_processes(tmp_path: Path, app: Path) -> None:
-    settings = Settings(home=tmp_path / "home", capacity_mb=1024)
+    settings = Settings(home=tmp_path / "home", isolation="process",
+                        capacity_mb=1024)
     node = Node(settings, Layout(settings.home))
     for name in ("a", "b", "c"):
         call(node, make_spec(app, name), {})
@@ -542,12 +548,19 @@ def test_close_leaves_no_processes(tmp_path: Path, app: Path) -> None:
 
 def test_doctor_reports_isolation_and_memory_enforcement(tmp_path: Path) -> None:
     report = doctor(Settings(home=tmp_path, capacity_mb=2048))
-    assert report["isolation"] == "process"
+    # auto: the best level this host allows, and every better one says why not
+    levels = ["process", "namespace", "cgroup"]
+    chosen = levels.index(report["isolation"])
+    assert report["isolation_setting"] == "auto"
+    assert report["isolation_levels"][report["isolation"]] == "available"
+    assert all(report["isolation_levels"][level] != "available"
+               for level in levels[chosen + 1:])
     assert report["memory_enforcement"] in ("cgroup-v1", "cgroup-v2", "rss-watch")
     assert report["memory_enforcement_reason"]
     assert report["capacity_mb"] == 2048 and report["home"] == str(tmp_path)
     assert report["python"].startswith("3.")
-    forced = doctor(Settings(home=tmp_path, memory_enforcement="rss-watch"))
+    forced = doctor(Settings(home=tmp_path, isolation="process",
+                        memory_enforcement="rss-watch"))
     assert forced["memory_enforcement"] == "rss-watch"
 
 
@@ -583,7 +596,8 @@ def test_a_call_that_ran_ahead_of_its_revision_going_live_keeps_its_sandbox(
 
 def test_a_deleted_function_is_forgotten_once_nothing_of_it_remains(tmp_path: Path,
                                                                     app: Path) -> None:
-    settings = Settings(home=tmp_path / "home", keep_alive_s=0.2, capacity_mb=1024)
+    settings = Settings(home=tmp_path / "home", isolation="process",
+                        keep_alive_s=0.2, capacity_mb=1024)
     with Node(settings, Layout(settings.home)) as node:
         node.retire("kept", frozenset({"kept-r1"}))
         node.retire("fn")
@@ -620,7 +634,8 @@ def test_a_sandbox_that_died_while_idle_is_not_handed_out(node: Node, app: Path,
 
 
 def test_a_throttled_cold_start_leaves_no_empty_pool(tmp_path: Path, app: Path) -> None:
-    settings = Settings(home=tmp_path / "home", capacity_mb=128, keep_alive_s=30)
+    settings = Settings(home=tmp_path / "home", isolation="process",
+                        capacity_mb=128, keep_alive_s=30)
     release = tmp_path / "release"
     with Node(settings, Layout(settings.home)) as node:
         busy = _hold_busy(node, make_spec(app, "busy"), release)
@@ -663,7 +678,8 @@ from faasbox.runtime.node import Node
 from faasbox.runtime.spec import SandboxSpec
 
 home = Path(sys.argv[1])
-settings = Settings(home=home / "home", max_processes=8, memory_enforcement="rss-watch")
+settings = Settings(home=home / "home", isolation="process",
+                        max_processes=8, memory_enforcement="rss-watch")
 spec = SandboxSpec(function="fn", version="$LATEST", revision="r1", handler="app.handler",
                    code_dir=home / "code", layer_dir=None, memory_mb=128, timeout_s=10.0)
 with Node(settings, Layout(settings.home)) as node:

@@ -79,7 +79,8 @@ def spec(tmp_path: Path) -> SandboxSpec:
 
 
 def make_node(tmp_path: Path, **settings: Any) -> Node:
-    config = Settings(home=tmp_path / "home", capacity_mb=2048, **settings)
+    config = Settings(home=tmp_path / "home", isolation="process",
+                        capacity_mb=2048, **settings)
     return Node(config, Layout(config.home))
 
 
@@ -236,7 +237,8 @@ def test_a_vanished_control_plane_leaves_no_process_and_no_cgroup(tmp_path: Path
         from faasbox.layout import Layout
         from faasbox.runtime.node import Node
         from faasbox.runtime.spec import SandboxSpec
-        settings = Settings(home=Path({str(tmp_path / "home")!r}), capacity_mb=1024)
+        settings = Settings(home=Path({str(tmp_path / "home")!r}), isolation="process",
+                        capacity_mb=1024)
         node = Node(settings, Layout(settings.home))
         spec = SandboxSpec(function="fn", version="$LATEST", revision="r1",
                            handler="app.handler", code_dir=Path({str(code)!r}),

@@ -135,7 +135,8 @@ def test_another_functions_code_and_tmp_and_the_home_are_out_of_sight(
     assert alice_code != mallory_code
     home = platform.settings.home.resolve()
     targets = [alice_code, f"{alice_code}/app.py", str(home / "state.db"),
-               str(home / "objects"), str(home / "logs"), str(home / "api_token")]
+               str(home / "objects"), str(home / "logs"), str(home / "master.key"),
+               str(home / "credentials"), str(home / "audit.log")]
     seen = call(client, "mallory", {"do": "look", "paths": targets,
                                     "lists": [str(home), str(home / "packages")]})
     assert seen["paths"] == {path: False for path in targets}

@@ -35,21 +35,35 @@ _AUTHORIZATION = re.compile(
 )
 
 
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_payload(declared: str, actual: str) -> None:
+    """ForbiddenError unless the body's SHA-256 is the signed one."""
+    if not hmac.compare_digest(declared, actual):
+        raise ForbiddenError("the payload hash (X-Amz-Content-SHA256) does not match the "
+                             "body: it was changed on the way, or not signed")
+
+
 def sign(method: str, url: str, headers: Mapping[str, str], body: bytes, key_id: str,
          secret: str, *, session_token: str | None = None, region: str = REGION,
          service: str = SERVICE) -> dict[str, str]:
     """``headers`` plus ``X-Amz-Date``, ``X-Amz-Content-SHA256`` and ``Authorization``
     (and ``X-Amz-Security-Token`` with a session token)."""
     request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
+    del request.headers["X-Amz-Content-SHA256"]  # a caller's own would be signed twice
     request.headers["X-Amz-Content-SHA256"] = hashlib.sha256(body).hexdigest()
     SigV4Auth(Credentials(key_id, secret, session_token), service, region).add_auth(request)
     return dict(request.headers.items())
 
 
-def verify(method: str, url: str, headers: Mapping[str, str], body: bytes,
+def verify(method: str, url: str, headers: Mapping[str, str], body: bytes | None,
            secret_for: Callable[[str], str], *, now: datetime.datetime | None = None,
            region: str = REGION, service: str = SERVICE) -> str:
-    """The key id that signed this request; ForbiddenError saying what is wrong."""
+    """The key id that signed this request; ForbiddenError saying what is wrong.
+
+    With ``body`` None the payload hash is only checked to be one: the caller compares
+    it with the body's as the body streams in (:func:`check_payload`)."""
     lower = {name.lower(): value for name, value in headers.items()}
     authorization = lower.get("authorization")
     if not authorization:
@@ -77,9 +91,10 @@ def verify(method: str, url: str, headers: Mapping[str, str], body: bytes,
                              f"{skew:.0f} s from the server's clock (at most {MAX_SKEW_S} s "
                              "apart): check this machine's time")
     declared = lower.get("x-amz-content-sha256")
-    if declared is None or not hmac.compare_digest(declared, hashlib.sha256(body).hexdigest()):
-        raise ForbiddenError("the payload hash (X-Amz-Content-SHA256) does not match the "
-                             "body: it was changed on the way, or not signed")
+    if declared is None or not _HEX64.match(declared):
+        raise ForbiddenError("X-Amz-Content-SHA256 must be the hex SHA-256 of the body")
+    if body is not None:
+        check_payload(declared, hashlib.sha256(body).hexdigest())
     signed = found["headers"].split(";")
     if "host" not in signed or "x-amz-date" not in signed:
         raise ForbiddenError("the signature must cover the host and x-amz-date headers")

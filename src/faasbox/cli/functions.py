@@ -35,6 +35,10 @@ NetworkOpt = Annotated[
     str | None, typer.Option("--network", help="host (default) or none (no network at "
                              "all; needs FAASBOX_ISOLATION namespace or cgroup).")
 ]
+RoleOpt = Annotated[
+    str | None, typer.Option("--role", help="Execution role: its temporary credentials "
+                             "are the sandbox's (default: default).")
+]
 ReservedOpt = Annotated[
     int | None, typer.Option("--reserved-concurrency", help="At most N concurrent calls.")
 ]
@@ -52,6 +56,7 @@ def deploy_request(
     description: str | None = None,
     reserved_concurrency: int | None = None,
     network: str | None = None,
+    role: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The function name and ``Client.deploy`` arguments: flags over the folder's
     ``faasbox.json`` manifest (its environment is extended by ``--env``)."""
@@ -66,6 +71,7 @@ def deploy_request(
         "description": description,
         "reserved_concurrency": reserved_concurrency,
         "network": network,
+        "role": role,
     }
     found.update({key: value for key, value in flags.items() if value is not None})
     if env:
@@ -92,12 +98,13 @@ def deploy(
     description: DescriptionOpt = None,
     reserved_concurrency: ReservedOpt = None,
     network: NetworkOpt = None,
+    role: RoleOpt = None,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a function or update its code and configuration ($LATEST)."""
     fn_name, kwargs = deploy_request(
         path, name, handler, memory, timeout, env, requirements, description,
-        reserved_concurrency, network,
+        reserved_concurrency, network, role,
     )
     with common.client(ctx) as client:
         info = client.deploy(fn_name, path, publish=publish, **kwargs)

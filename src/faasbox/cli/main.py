@@ -9,6 +9,7 @@ import typer
 
 import faasbox
 from faasbox.cli import (
+    access,
     alarms,
     common,
     dev,
@@ -61,7 +62,7 @@ def _options(
 
 
 for module in (server, functions, invoke, logs, dev, queues, objects, triggers, schedules,
-               metrics, alarms, urls, node):
+               metrics, alarms, urls, node, access):
     module.register(app)
 
 

@@ -1,4 +1,4 @@
-"""``faasbox url set|show|rm|ls|token`` and ``faasbox async-config set|show|rm``."""
+"""``faasbox url set|show|rm|ls`` and ``faasbox async-config set|show|rm``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import typer
 
 from faasbox.cli import common
 from faasbox.cli.common import JSON_OPTION
-from faasbox.errors import InvalidParameterError
-from faasbox.registry.urls import AUTH_MODES, load_token, token_path
+from faasbox.registry.urls import AUTH_MODES
 
 url_app = typer.Typer(help="Function URLs: HTTP endpoints at /fn/NAME.", no_args_is_help=True)
 async_app = typer.Typer(
@@ -73,24 +72,6 @@ def list_urls(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         grid.add_row(config["function"], config["qualifier"] or "-", config["auth"],
                      config["url"])
     common.console.print(grid)
-
-
-@url_app.command("token")
-def show_token(
-    home: Annotated[
-        str | None, typer.Option("--home", help="The server's home folder. Env: FAASBOX_HOME.")
-    ] = None,
-) -> None:
-    """Print the platform's API token, which callers of auth=platform URLs send.
-
-    As 'Authorization: Bearer TOKEN'. Read from the home folder: only who can read
-    that file gets it."""
-    folder = common.settings(home=home).home
-    if not token_path(folder).exists():
-        raise InvalidParameterError(
-            f"no API token under {folder}: start the server there first (`faasbox up`)"
-        )
-    print(load_token(folder))
 
 
 def _show_config(config: dict[str, Any], as_json: bool) -> None:

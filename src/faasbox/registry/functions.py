@@ -39,6 +39,7 @@ CONFIG_FIELDS = (
     "description",
     "reserved_concurrency",
     "network",
+    "role",
 )
 
 #: Called after a function's live revisions change: (function, revisions still live).
@@ -70,8 +71,10 @@ class Registry:
         layers: LayerBuilder,
         settings: Settings,
         on_change: OnChange | None = None,
+        role_exists: Callable[[str], bool] | None = None,
     ) -> None:
         self._store = store
+        self._role_exists = role_exists
         self._packages = packages
         self._layers = layers
         self._settings = settings
@@ -107,6 +110,7 @@ class Registry:
         validate_name(name)
         changes = {k: v for k, v in changes.items() if v is not None}
         self._check_fields(changes)
+        self._check_role(changes)
         if path is not None and zip_bytes is not None:
             raise InvalidParameterError("give a package path or zip bytes, not both")
         package: Package | None = None
@@ -152,6 +156,7 @@ class Registry:
             raise InvalidParameterError("no configuration change given")
         requirements = changes.pop("requirements", None)
         self._check_fields(changes)
+        self._check_role(changes)
         layer = self._requirements_layer(requirements, None)
         limits = self._settings.limits
 
@@ -300,6 +305,13 @@ class Registry:
             raise InvalidParameterError(
                 f"unknown configuration fields: {sorted(unknown)}; known: {list(CONFIG_FIELDS)}"
             )
+
+    def _check_role(self, changes: Mapping[str, Any]) -> None:
+        role = changes.get("role")
+        if (isinstance(role, str) and self._role_exists is not None
+                and not self._role_exists(role)):
+            raise InvalidParameterError(f"role {role} does not exist: create it first "
+                                        f"(faasbox role create {role})")
 
     def _changed(self, name: str, deleted: bool = False) -> None:
         with self._cache_lock:

@@ -1,30 +1,19 @@
 """Function URLs: which functions (and qualifiers) answer at ``/fn/{name}``, with which auth.
 
 A URL config is a row of ``function_urls`` (function, qualifier or "" for none, auth).
-Auth ``none`` lets anyone call the URL; ``platform`` requires ``Authorization: Bearer
-<token>`` with the platform's API token, a random secret written at the first start to
-``<home>/api_token`` (mode 0600). That token stands in for request signing and access
-keys until the platform's authentication exists; the rest of the API is not
-authenticated yet.
+Auth ``none`` lets anyone call the URL; ``platform`` requires a request signed (SigV4)
+by a principal whose policies allow ``functions:InvokeFunctionUrl`` on
+``function:NAME`` (Lambda's ``AWS_IAM``), checked by the server's route.
 """
 
 from __future__ import annotations
 
-import hmac
-import secrets
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from faasbox.errors import (
-    ForbiddenError,
-    FunctionUrlNotFoundError,
-    InvalidParameterError,
-    UnauthorizedError,
-)
-from faasbox.layout import private_file
+from faasbox.errors import FunctionUrlNotFoundError, InvalidParameterError
 from faasbox.model import LATEST
 from faasbox.registry.functions import Registry, split_qualified
 from faasbox.stores.database import Database
@@ -33,7 +22,6 @@ if TYPE_CHECKING:
     from faasbox.platform import Platform
 
 AUTH_MODES = ("none", "platform")
-TOKEN_FILE = "api_token"
 
 metadata = sa.MetaData()
 
@@ -47,28 +35,13 @@ function_urls = sa.Table(
 )
 
 
-def token_path(home: Path) -> Path:
-    """Where the platform's API token lives under ``home``."""
-    return Path(home) / TOKEN_FILE
-
-
-def load_token(home: Path) -> str:
-    """The platform's API token, created (random, mode 0600) if it does not exist yet.
-    Written to a temporary file and linked into place, so a crash never leaves a
-    half-written token and two starts agree on one."""
-    made = private_file(token_path(home), lambda: secrets.token_urlsafe(32).encode() + b"\n")
-    return made.decode().strip()
-
-
 class FunctionUrls:
     """URL configs stored on the platform's database, and the check of a caller."""
 
-    def __init__(self, database: Database, registry: Registry, home: Path, endpoint: str
-                 ) -> None:
+    def __init__(self, database: Database, registry: Registry, endpoint: str) -> None:
         self._db = database
         self._registry = registry
         self._endpoint = endpoint.rstrip("/")
-        self._token = load_token(home)
         database.create(metadata)
 
     def set(self, name: str, qualifier: str | None = None, *, auth: str = "none") -> dict[str, Any]:
@@ -113,20 +86,6 @@ class FunctionUrls:
             )).all()
         return [self._to_dict(r.function, r.qualifier or None, r.auth) for r in rows]
 
-    def authorize(self, config: dict[str, Any], authorization: str | None) -> None:
-        """Check a caller of the URL ``config`` (from ``get``). Raises UnauthorizedError
-        (auth ``platform`` and no bearer token) or ForbiddenError (a wrong token)."""
-        if config["auth"] == "none":
-            return
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise UnauthorizedError(
-                "this function URL needs 'Authorization: Bearer <token>' with the platform's "
-                "API token (see `faasbox url token`)"
-            )
-        if not hmac.compare_digest(token.strip().encode(), self._token.encode()):
-            raise ForbiddenError("the bearer token is not the platform's API token")
-
     def _to_dict(self, name: str, qualifier: str | None, auth: str) -> dict[str, Any]:
         return {"function": name, "qualifier": qualifier, "auth": auth,
                 "url": f"{self._endpoint}/fn/{_shown(name, qualifier)}"}
@@ -149,5 +108,4 @@ def _shown(name: str, qualifier: str | None) -> str:
 
 
 def attach(platform: Platform) -> FunctionUrls:
-    return FunctionUrls(platform.database, platform.registry, platform.layout.home,
-                        platform.settings.endpoint)
+    return FunctionUrls(platform.database, platform.registry, platform.settings.endpoint)

@@ -24,9 +24,12 @@ import httpx
 import orjson
 
 from faasbox import errors
+from faasbox.auth.credentials import Credentials
+from faasbox.auth.credentials import resolve as resolve_credentials
 from faasbox.config import Limits
 from faasbox.model import InvocationRecord, InvokeResult
 from faasbox.registry.packages import Stage, fill_from_folder
+from faasbox.remote.signing import SigV4
 from faasbox.sdk import Client
 
 #: Long enough for the longest function timeout (900 s) and a dependency build.
@@ -37,6 +40,15 @@ _JSON = {"content-type": "application/json"}
 _JSON_TAIL = {"content-type": "application/json", "x-amz-log-type": "Tail"}
 _NOT_FOUND_RE = re.compile(r"^(\w+) not found: (.+)$")
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _settings_home() -> Path | None:
+    from faasbox.config import Settings
+
+    try:
+        return Settings.from_env().home
+    except ValueError:
+        return None
 
 
 @lru_cache(maxsize=1024)
@@ -51,10 +63,16 @@ class RemoteClient(Client):
     ``log_tail`` every invoke asks for the log's tail (``InvokeResult.log``, the last
     4 KB, as Lambda's ``LogType=Tail``); otherwise ``log`` is empty and
     :meth:`logs` with the request id gives the whole framed log.
+
+    Every request is signed (SigV4) with ``credentials``, by default those
+    :func:`faasbox.auth.credentials.resolve` finds (environment, the home's admin key,
+    ``~/.faasbox/credentials``); with none found requests go unsigned and the server
+    answers 403.
     """
 
     def __init__(
-        self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S, *, log_tail: bool = False
+        self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S, *, log_tail: bool = False,
+        credentials: Credentials | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         parts = urlsplit(self.url)
@@ -65,8 +83,12 @@ class RemoteClient(Client):
         host = parts.hostname
         loopback = host in ("localhost", "::1") or host.startswith("127.")
         self._invoke_headers = _JSON_TAIL if log_tail else _JSON
+        if credentials is None:
+            credentials = resolve_credentials(_settings_home(), os.environ)
+        self.credentials = credentials
         self._http = httpx.Client(
             base_url=self.url,
+            auth=SigV4(credentials) if credentials is not None else None,
             timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
             trust_env=not loopback,  # a proxy from the environment never serves loopback
         )
@@ -102,6 +124,11 @@ class RemoteClient(Client):
                 f"lost the connection to {self.url} ({exc}): {START_HINT}"
             ) from exc
         if response.status_code >= 400:
+            if response.status_code == 403 and self.credentials is None:
+                raise errors.ForbiddenError(
+                    f"{_message(response)} (no credentials found: set FAASBOX_ACCESS_KEY_ID "
+                    "and FAASBOX_SECRET_ACCESS_KEY, or FAASBOX_HOME to the server's home, "
+                    "or run `faasbox up` once to write ~/.faasbox/credentials)")
             _raise_for(response)
         return response
 
@@ -148,6 +175,7 @@ class RemoteClient(Client):
         requirements: str | None = None,
         publish: bool = False,
         network: str | None = None,
+        role: str | None = None,
     ) -> dict[str, Any]:
         if path is not None and zip_bytes is not None:
             raise errors.InvalidParameterError("give either path or zip_bytes, not both")
@@ -164,6 +192,7 @@ class RemoteClient(Client):
             ("description", description),
             ("reserved_concurrency", reserved_concurrency),
             ("network", network),
+            ("role", role),
             ("requirements", requirements),
         ):
             if value is not None:
@@ -357,6 +386,13 @@ def _dumps(payload: Any) -> bytes:
         return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:
         raise errors.InvalidParameterError(f"payload is not JSON-serializable: {exc}") from exc
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["errorMessage"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:500]
 
 
 def _raise_for(response: httpx.Response) -> NoReturn:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
@@ -16,6 +17,7 @@ import httpx
 
 from faasbox.api.objects import Objects
 from faasbox.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from faasbox.remote.signing import PAYLOAD_HEADER
 from faasbox.stores.objects import (
     CHUNK_BYTES,
     MAX_KEYS,
@@ -55,6 +57,15 @@ def _info(bucket: str, key: str, headers: httpx.Headers, size: int) -> ObjectInf
     return ObjectInfo(bucket, key, size, clean_etag(headers.get("etag", "")),
                       headers.get("content-type", ""),
                       float(headers.get("x-faasbox-last-modified", "0")), metadata)
+
+
+def _sha256(body: BinaryIO) -> str:
+    start = body.tell()
+    digest = hashlib.sha256()
+    while chunk := body.read(CHUNK_BYTES):
+        digest.update(chunk)
+    body.seek(start)
+    return digest.hexdigest()
 
 
 def _upload(body: BinaryIO) -> Iterator[bytes]:
@@ -128,7 +139,12 @@ class RemoteObjects(Objects):
             headers["if-match"] = if_match
         if if_none_match is not None:
             headers["if-none-match"] = if_none_match
-        content = body if isinstance(body, bytes | bytearray) else _upload(body)
+        if isinstance(body, bytes | bytearray):
+            content: bytes | bytearray | Iterator[bytes] = body
+        else:
+            if body.seekable():  # hash it first: signing then streams it, never holds it
+                headers[PAYLOAD_HEADER] = _sha256(body)
+            content = _upload(body)
         result: dict[str, Any] = self._remote.call("PUT", _object(bucket, key),
                                                    content=content, headers=headers)
         return result

@@ -28,7 +28,7 @@ from faasbox.runtime.memory import CgroupUnavailable, choose
 from faasbox.runtime.pool import Pool
 from faasbox.runtime.process import ProcessSandboxFactory
 from faasbox.runtime.sandbox import InitFailed, Sandbox, SandboxFactory
-from faasbox.runtime.spec import Outcome, SandboxSpec
+from faasbox.runtime.spec import CredentialSource, Outcome, SandboxSpec
 
 log = logging.getLogger("faasbox.runtime.node")
 
@@ -43,8 +43,10 @@ class Node:
     """
 
     def __init__(self, settings: Settings, layout: Layout, *,
-                 factory: SandboxFactory | None = None) -> None:
+                 factory: SandboxFactory | None = None,
+                 credentials: CredentialSource | None = None) -> None:
         self.settings = settings
+        self._credentials = credentials
         self.layout = layout
         self.id = secrets.token_hex(4)
         self._factory = factory
@@ -85,7 +87,7 @@ class Node:
                         memory.close()
                         raise FaasboxError(f"isolation level cgroup: {exc}") from exc
                 self._factory = ProcessSandboxFactory(self.settings, self.layout, memory,
-                                                      level, limits)
+                                                      level, limits, self._credentials)
             if self._reaper is None:
                 self._reaper = threading.Thread(target=self._reap_loop, daemon=True,
                                                 name=f"faasbox-node-{self.id}-reaper")
@@ -433,10 +435,10 @@ LEVELS = ("process", "namespace", "cgroup")
 def isolation_level(settings: Settings) -> str:
     """The level sandboxes get: ``settings.isolation``, checked against what this host
     allows (FaasboxError saying why when a forced level is not available). ``auto`` is
-    ``process`` for now (see Settings.isolation)."""
+    the best level available: ``cgroup``, else ``namespace``, else ``process``."""
     wanted = settings.isolation
     if wanted == "auto":
-        return "process"
+        return best_level(settings)
     if wanted not in LEVELS:
         raise FaasboxError(f"unknown isolation level {wanted!r}: use auto, "
                            f"{', '.join(LEVELS)}")
@@ -444,6 +446,20 @@ def isolation_level(settings: Settings) -> str:
     if why is not None:
         raise FaasboxError(f"isolation level {wanted} is not available here: {why}")
     return wanted
+
+
+_best: dict[tuple[str, str], str] = {}
+
+
+def best_level(settings: Settings) -> str:
+    """The best level this host allows (probed once per process and cgroup root)."""
+    key = (settings.cgroup_root, settings.memory_enforcement)
+    found = _best.get(key)
+    if found is None:
+        found = next(level for level in reversed(LEVELS)
+                     if unavailable(level, settings) is None)
+        _best[key] = found
+    return found
 
 
 def unavailable(level: str, settings: Settings | None = None) -> str | None:

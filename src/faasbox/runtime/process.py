@@ -35,7 +35,7 @@ from faasbox.runtime import isolation, protocol
 from faasbox.runtime.limits import LimitsEnforcer, SandboxLimits
 from faasbox.runtime.memory import MemoryEnforcer, SandboxMemory
 from faasbox.runtime.sandbox import InitFailed, Sandbox, SandboxFactory
-from faasbox.runtime.spec import SandboxSpec
+from faasbox.runtime.spec import CredentialSource, SandboxSpec
 from faasbox.runtime.zygote_client import Spare, ZygoteClient
 
 RUNTIME_DIR = Path(__file__).resolve().parent
@@ -299,7 +299,8 @@ class ProcessSandboxFactory(SandboxFactory):
     CPU cgroups ``limits`` makes: :mod:`limits`)."""
 
     def __init__(self, settings: Settings, layout: Layout, memory: MemoryEnforcer,
-                 isolation: str = "process", limits: LimitsEnforcer | None = None) -> None:
+                 isolation: str = "process", limits: LimitsEnforcer | None = None,
+                 credentials: CredentialSource | None = None) -> None:
         if isolation not in ("process", "namespace", "cgroup"):
             raise FaasboxError(f"unknown isolation level {isolation!r}")
         if (isolation == "cgroup") != (limits is not None):
@@ -308,6 +309,7 @@ class ProcessSandboxFactory(SandboxFactory):
         #: Whether sandboxes build namespaces and a root of their own.
         self.namespaced = isolation in ("namespace", "cgroup")
         self.limits = limits
+        self.credentials = credentials
         self.settings = settings
         self.layout = layout
         self.memory = memory
@@ -375,9 +377,10 @@ class ProcessSandboxFactory(SandboxFactory):
         sandbox = Sandbox(sandbox_id=sandbox_id, spec=spec, pid=spare.pid, sock=spare.sock,
                           output_fd=slot.output_fd, directory=directory, memory=memory,
                           wait_exit=zygote.wait_exit, defer=self.janitor.defer,
-                          limits=slot.limits)
+                          limits=slot.limits, credentials=self.credentials)
         try:
             params = self._params(spec, sandbox_id, directory, memory, trace=marks is not None)
+            params["env"].update(sandbox.credentials_env())
             if slot.limits is not None:
                 params["cgroup_join_more"] = slot.limits.join_paths
             with contextlib.suppress(OSError):  # a spare that died: wait_ready tells

@@ -49,13 +49,16 @@ def pack(header: dict[str, Any], body: bytes = b"") -> bytes:
     return b"".join((LENGTH.pack(len(raw)), raw, body))
 
 
-def invoke_frame(request_id: str, quoted_arn: bytes, deadline_ms: int, event: bytes) -> bytes:
+def invoke_frame(request_id: str, quoted_arn: bytes, deadline_ms: int, event: bytes,
+                 env: dict[str, str] | None = None) -> bytes:
     """The ``invoke`` frame, as :func:`pack` would make it (keys in another order).
 
     ``quoted_arn`` is the ARN as a JSON string (:func:`quote`), so a caller can keep it.
+    ``env``: variables to set before this call (renewed credentials).
     """
-    raw = b'{"type":"invoke","request_id":%s,"arn":%s,"deadline_ms":%d,"body":%d}' % (
-        _quote(request_id).encode(), quoted_arn, deadline_ms, len(event))
+    raw = b'{"type":"invoke","request_id":%s,"arn":%s,"deadline_ms":%d,"body":%d%s}' % (
+        _quote(request_id).encode(), quoted_arn, deadline_ms, len(event),
+        b',"env":' + json.dumps(env).encode() if env else b"")
     return b"".join((LENGTH.pack(len(raw)), raw, event))
 
 

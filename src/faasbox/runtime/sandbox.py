@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from faasbox.model import Status
 from faasbox.runtime import protocol
 from faasbox.runtime.memory import SandboxMemory
-from faasbox.runtime.spec import Outcome, SandboxSpec
+from faasbox.runtime.spec import CredentialSource, Outcome, SandboxSpec
 from faasbox.runtime.zygote_client import ExitStatus
 
 if TYPE_CHECKING:
@@ -77,7 +77,8 @@ class Sandbox:
     def __init__(self, *, sandbox_id: str, spec: SandboxSpec, pid: int, sock: socket.socket,
                  output_fd: int, directory: Path, memory: SandboxMemory,
                  wait_exit: ExitWaiter, defer: Deferrer | None = None,
-                 limits: SandboxLimits | None = None) -> None:
+                 limits: SandboxLimits | None = None,
+                 credentials: CredentialSource | None = None) -> None:
         self.id = sandbox_id
         self.spec = spec
         self.pid = pid
@@ -103,11 +104,24 @@ class Sandbox:
         self._cpu_start: int | None = None
         self._destroyed = False
         self._arn: tuple[str, bytes] = ("", b"")
+        self._credentials = credentials
+        self._renew_at = float("inf")
         #: Where the sandbox's init spent its time (``FAASBOX_TRACE``): (step, perf_counter).
         self.trace: list[Any] = []
 
     def __repr__(self) -> str:
         return f"Sandbox({self.id}, pid={self.pid}, {self.spec.function}, {self.state})"
+
+    def credentials_env(self) -> dict[str, str]:
+        """Fresh credentials of the function's role, as variables (none without a
+        source); the next renewal is due at half their life, so a call that starts
+        before it always has at least half a lifetime left."""
+        if self._credentials is None:
+            return {}
+        now = time.time()
+        env, expires_at = self._credentials(self.spec.role, self.id)
+        self._renew_at = now + (expires_at - now) / 2
+        return env
 
     # -- phases -------------------------------------------------------------------------
 
@@ -154,8 +168,10 @@ class Sandbox:
         arn = self._arn
         if arn[0] != invoked_function_arn:
             self._arn = arn = (invoked_function_arn, protocol.quote(invoked_function_arn))
-        frame = protocol.invoke_frame(request_id, arn[1], int((time.time() + timeout_s) * 1000),
-                                      event)
+        now = time.time()
+        env = self.credentials_env() if now >= self._renew_at else None
+        frame = protocol.invoke_frame(request_id, arn[1], int((now + timeout_s) * 1000), event,
+                                      env)
         self._cpu_start = self.limits.cpu_ns() if self.limits is not None else None
         try:
             self.sock.sendall(frame)

@@ -6,7 +6,7 @@ The domain (invoker) builds a :class:`SandboxSpec` per function revision and rec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +32,16 @@ class SandboxSpec:
     environment: Mapping[str, str] = field(default_factory=dict)  # the user's variables
     reserved_concurrency: int | None = None
     network: str = "host"  # or "none": an empty network namespace
+    role: str = "default"  # the execution role: its credentials are the sandbox's
 
     @property
     def pool_key(self) -> tuple[str, str]:
         return (self.function, self.revision)
+
+
+#: Temporary credentials of a role for a sandbox: (role, sandbox id) -> (the variables
+#: that carry them, when they expire as a Unix time).
+CredentialSource = Callable[[str, str], tuple[dict[str, str], float]]
 
 
 @dataclass(frozen=True)

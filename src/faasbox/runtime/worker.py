@@ -395,6 +395,9 @@ class Runtime:
         started = time.perf_counter()
         request_id = header["request_id"]
         self.request_ids.request_id = request_id
+        renewed = header.get("env")
+        if renewed:  # the role's credentials, renewed before they expire
+            os.environ.update(renewed)
         context = LambdaContext(self.params, request_id, header["arn"], header["deadline_ms"])
         error: dict[str, Any] | None = None
         payload = b""

@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import faasbox
+from faasbox.auth.authority import Authority
 from faasbox.config import Limits, Settings
 from faasbox.errors import ConflictError
 from faasbox.sdk import Client
 from faasbox.server import (
+    access,
     alarms,
     errors,
     functions,
@@ -35,17 +37,21 @@ from faasbox.server import (
     triggers,
     urls,
 )
+from faasbox.server.auth import Authenticate, authorize
 
 if TYPE_CHECKING:
     from faasbox.platform import Platform
 
 
 def create_app(
-    client: Client, *, limits: Limits | None = None,
+    client: Client, *, authority: Authority | None = None, limits: Limits | None = None,
     invocation_slots: int = invoke.DEFAULT_INVOCATION_SLOTS,
     receive_slots: int = queues.DEFAULT_RECEIVE_SLOTS,
 ) -> FastAPI:
     """The HTTP API over ``client`` (docs/api.md). The caller owns and closes the client.
+
+    Every call but ``/healthz`` and the docs is signed (SigV4), authorized by the
+    signer's policies and audited by ``authority`` (the platform's, by default).
 
     At most ``invocation_slots`` invocations and ``receive_slots`` queue long polls run
     at once; one more is answered 429 at once. They have threads of their own, so other
@@ -57,22 +63,25 @@ def create_app(
         summary="Self-hosted serverless functions for Python, with AWS Lambda semantics.",
     )
     app.state.client = client
+    if authority is None:
+        authority = client.platform.auth  # type: ignore[attr-defined]
+    app.state.authority = authority
     app.state.limits = limits or Limits()
     app.state.invocation_slots = invoke.InvocationSlots(invocation_slots)
     app.state.receive_slots = queues.ReceiveSlots(receive_slots)
     errors.install(app)
-    app.add_middleware(HeaderLimit, limit=app.state.limits.header_bytes)
+    app.add_middleware(Authenticate, authority=authority,
+                       buffered_bytes=app.state.limits.sync_payload_bytes)
+    app.add_middleware(HeaderLimit, limit=app.state.limits.header_bytes)  # outermost
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         """Liveness: the server answers."""
         return {"status": "ok"}
 
-    app.include_router(functions.router)
-    app.include_router(invoke.router)
-    app.include_router(logs.router)
-    for module in (queues, objects, triggers, schedules, metrics, alarms, urls, node):
-        app.include_router(module.router)
+    for module in (functions, invoke, logs, queues, objects, triggers, schedules, metrics,
+                   alarms, urls, node, access):
+        app.include_router(module.router, dependencies=[Depends(authorize)])
     return app
 
 
@@ -190,6 +199,11 @@ def serve(settings: Settings, examples: bool = False) -> None:
         url = f"http://{shown}:{port}"
         print(f"faasbox {faasbox.__version__} serving {url} (API docs: {url}/docs)", flush=True)
         print(f"home: {settings.home.resolve()}", flush=True)
+        made = platform.auth.ensure_admin(settings.home, url)
+        if made is not None:
+            key, home_file, user_file, profile = made
+            print(f"admin access key {key.key_id} created: the CLI and SDK sign with it from "
+                  f"{home_file} (mode 0600) or {user_file} [{profile}]", flush=True)
         if deployed:
             print(f"examples deployed: {', '.join(deployed)}", flush=True)
         if "hello" in deployed:

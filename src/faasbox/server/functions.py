@@ -31,6 +31,7 @@ class DeployBody(_Body):
     description: str | None = None
     reserved_concurrency: int | None = None
     network: str | None = Field(None, description='"host" (default) or "none"')
+    role: str | None = Field(None, description="execution role (default: default)")
     requirements: str | None = Field(None, description="text of a requirements.txt")
     publish: bool = False
 
@@ -45,6 +46,7 @@ class ConfigBody(_Body):
     description: str | None = None
     reserved_concurrency: int | None = None
     network: str | None = Field(None, description='"host" or "none"')
+    role: str | None = Field(None, description="execution role")
     requirements: str | None = Field(
         None, description='text of a requirements.txt to build a layer from; "" removes it'
     )
@@ -85,6 +87,7 @@ def deploy(name: str, body: DeployBody, client: ClientDep) -> dict[str, Any]:
         description=body.description,
         reserved_concurrency=body.reserved_concurrency,
         network=body.network,
+        role=body.role,
         requirements=body.requirements,
         publish=body.publish,
     )

@@ -22,7 +22,7 @@ from faasbox.errors import InvalidParameterError
 
 MANIFEST = "faasbox.json"
 _DEPLOY_KEYS = ("handler", "memory_mb", "timeout_s", "environment", "description",
-                "reserved_concurrency", "network")
+                "reserved_concurrency", "network", "role")
 
 
 @dataclass(frozen=True)

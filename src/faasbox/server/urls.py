@@ -24,10 +24,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from faasbox.errors import ServiceUnavailableError, UnauthorizedError
+from faasbox.errors import ForbiddenError, ServiceUnavailableError, UnauthorizedError
 from faasbox.model import ACCOUNT_ID, InvokeResult
 from faasbox.registry.functions import split_qualified
 from faasbox.sdk import Client
+from faasbox.server.auth import authority_of, principal_of
 from faasbox.server.deps import ClientDep
 from faasbox.server.errors import error_response
 from faasbox.server.invoke import InvocationSlots, read_body
@@ -93,12 +94,23 @@ async def call(target: str, request: Request, path: str = "") -> Response:
     urls = _function_urls(client)
     name, qualifier = split_qualified(target)
     config = await anyio.to_thread.run_sync(urls.get, name, qualifier)
-    try:  # before the body is read: a stranger's upload is refused at once
-        urls.authorize(config, request.headers.get("authorization"))
-    except UnauthorizedError as exc:
-        response = error_response(exc.code, exc.message, exc.http_status)
-        response.headers["WWW-Authenticate"] = 'Bearer realm="faasbox"'
-        return response
+    if config["auth"] == "platform":  # before the body is read: a stranger's upload is refused
+        principal = principal_of(request)
+        if principal is None:
+            response = error_response(
+                UnauthorizedError.code, "this function URL needs a request signed with "
+                "AWS Signature Version 4 (service faasbox, region local), e.g. curl "
+                "--aws-sigv4 aws:amz:local:faasbox --user KEY_ID:SECRET", 401)
+            response.headers["WWW-Authenticate"] = "AWS4-HMAC-SHA256"
+            return response
+        try:
+            authority_of(request).authorize(principal, "functions:InvokeFunctionUrl",
+                                            "function:" + name)
+        except ForbiddenError as exc:
+            request.scope.setdefault("state", {})["denial"] = exc.message
+            raise
+    state = request.scope.setdefault("state", {})
+    state["action"], state["resource"] = "functions:InvokeFunctionUrl", "function:" + name
     body = await read_body(request, request.app.state.limits.sync_payload_bytes)
     event = orjson.dumps(http_event(request, body, name, config["auth"]))
     slots: InvocationSlots = request.app.state.invocation_slots
