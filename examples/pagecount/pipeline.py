@@ -177,7 +177,8 @@ def wait_until_scaled_to_zero(client: Client, timeout_s: float = 120.0) -> float
 
 @contextlib.contextmanager
 def server(home: Path, keep_alive_s: int = 5) -> Iterator[str]:
-    """``faasbox up`` on a free loopback port for the length of the block; its URL."""
+    """``faasbox up`` on a free loopback port for the length of the block; its URL. Its
+    admin key is in ``home``: clients find it with FAASBOX_HOME set to it."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -187,16 +188,12 @@ def server(home: Path, keep_alive_s: int = 5) -> Iterator[str]:
         [sys.executable, "-m", "faasbox.cli.main", "up", "--port", str(port), "--home",
          str(home)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        with faasbox.connect(url) as probe_client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    probe_client.list_functions()
-                    break
-                except ServerUnavailableError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while not (home / "credentials").exists():  # written once it serves
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise ServerUnavailableError(f"faasbox up did not start: {process.stderr}")
+            time.sleep(0.05)
+        os.environ["FAASBOX_HOME"] = str(home)  # where this script's clients find the key
         yield url
     finally:
         process.send_signal(signal.SIGINT)

@@ -48,6 +48,8 @@ class Limits:
     message_bytes: int = 256 * 1024
     #: All the headers of one HTTP request, names and values (API Gateway: 10 KB).
     header_bytes: int = 16 * 1024
+    #: How deeply the JSON body of an API call may nest (function payloads excepted).
+    json_depth: int = 32
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ missed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 
@@ -297,3 +298,27 @@ BY_CODE: dict[str, type[FaasboxError]] = {
         ForbiddenError,
     )
 }
+
+
+_NOT_FOUND_RE = re.compile(r"^([\w ]+) not found: (.+)$")
+
+
+def not_found(message: str) -> NotFoundError:
+    """The NotFoundError a 404 answer's message (``<kind> not found: <name>``) stands
+    for, so that clients raise the class the server raised."""
+    match = _NOT_FOUND_RE.match(message)
+    if match is None:
+        return NotFoundError("Resource", "", message)
+    kind, name = match.groups()
+    function, _, qualifier = name.rpartition(":")
+    if kind == "Function":
+        return FunctionNotFoundError(name)
+    if kind == "Version" and function:
+        return VersionNotFoundError(function, qualifier)
+    if kind == "Alias" and function:
+        return AliasNotFoundError(function, qualifier)
+    if kind == "Invocation":
+        return InvocationNotFoundError(name)
+    if kind in NOT_FOUND_BY_KIND:
+        return NOT_FOUND_BY_KIND[kind](name)
+    return NotFoundError(kind, name, message)

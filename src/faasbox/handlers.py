@@ -32,7 +32,13 @@ import urllib.parse
 from typing import Any
 
 from faasbox import stdlib_sigv4
-from faasbox.errors import BY_CODE, FaasboxError, RemoteError, ServiceUnavailableError
+from faasbox.errors import (
+    BY_CODE,
+    FaasboxError,
+    RemoteError,
+    ServiceUnavailableError,
+    not_found,
+)
 from faasbox.stores.objects import ObjectStore
 
 _lock = threading.Lock()
@@ -184,6 +190,8 @@ class Api:
                 data = {}
             code = str(data.get("errorType", f"HTTP{response.status}"))
             message = str(data.get("errorMessage", payload[:200]))
+            if response.status == 404:
+                raise not_found(message)
             cls = BY_CODE.get(code)
             error: FaasboxError = cls(message) if cls else RemoteError(code, message,
                                                                      response.status)

@@ -319,6 +319,10 @@ def test_credentials_are_found_in_env_then_home_then_the_user_file(
     (tmp_path / "h2" / "credentials").unlink()
     assert resolve(tmp_path / "h2", env).key_id == "FBKBBBBBBBBBBBBBBBBBB"  # its profile
     assert resolve(tmp_path / "other", env).key_id == "FBKAAAAAAAAAAAAAAAAAA"  # default
+    save_admin(tmp_path / "h3", "FBKCCCCCCCCCCCCCCCCCC", "s3" * 20, "http://127.0.0.1:1", env)
+    (tmp_path / "h3" / "credentials").unlink()
+    assert resolve(tmp_path / "other", env, "http://127.0.0.1:1/").key_id == (
+        "FBKCCCCCCCCCCCCCCCCCC")  # the profile written for that endpoint
     explicit = {**env, "FAASBOX_ACCESS_KEY_ID": "FBKX", "FAASBOX_SECRET_ACCESS_KEY": "y"}
     assert resolve(secured.home, explicit).source == "environment"
     with pytest.raises(InvalidParameterError, match="set both"):

@@ -19,6 +19,7 @@ from faasbox.config import Limits, Settings
 from faasbox.platform import Platform
 from faasbox.server.app import create_app, deploy_examples
 from faasbox.server.invoke import InvocationSlots
+from faasbox.server.limits import depth
 from faasbox.server.manifest import Manifest, find
 
 with warnings.catch_warnings():  # starlette's notice about a future httpx; not ours
@@ -180,3 +181,29 @@ def test_full_invocation_slots_answer_429_at_once_and_other_routes_answer(
 def test_invocation_slots_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         InvocationSlots(0)
+
+
+def nested(levels: int) -> object:
+    """``levels`` levels of JSON: a list of lists... around an object."""
+    value: object = {"leaf": 1}
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_api_bodies_nested_past_the_limit_are_refused_and_payloads_are_passed_on(
+        api: TestClient) -> None:
+    assert depth(nested(5)) == 5 and depth({"a": 1}) == 1 and depth(3) == 0
+    limit = Limits().json_depth
+    deep = {"Statement": [{"Effect": "Allow", "Action": "queues:*", "Resource": "*",
+                           "Sid": nested(limit)}]}
+    refused = api.put("/v1/policies/deep", json={"document": deep})
+    assert refused.status_code == 400
+    assert refused.json()["errorType"] == "InvalidRequestContentException"
+    assert f"over the {limit}-level limit" in refused.json()["errorMessage"]
+    assert api.get("/v1/policies/deep").status_code == 404  # nothing was made
+    assert api.put("/v1/queues/nest-q", json={"delay_s": 0}).status_code == 200
+    # a function's payload is its own: passed on however deep (echo takes a v2 event)
+    event = {"rawPath": "/deep", "body": "x", "extra": nested(limit + 20)}
+    answer = api.post("/v1/functions/echo/invoke", json=event)
+    assert answer.status_code == 200 and answer.json()["statusCode"] == 200

@@ -66,11 +66,13 @@ def state(server: Server) -> Any:
         objects = http.get("/v1/buckets/target-bucket/objects").json()
         triggers = http.get("/v1/triggers").json()
         schedules = http.get("/v1/schedules").json()
+        access = [http.get(f"/v1/{kind}").json() for kind in ("keys", "policies", "roles")]
     return {
         "functions": sorted((f["function"], f["revision"]) for f in functions["functions"]),
         "queues": sorted((q["name"], q["visible"] + q["in_flight"] + q["delayed"])
                          for q in queues["queues"]),
         "buckets": buckets, "objects": objects, "triggers": triggers, "schedules": schedules,
+        "access": access,
     }
 
 
@@ -145,6 +147,8 @@ def test_seed_corpus_of_hostile_requests(seed: dict[str, Any], fuzzed: Server) -
     headers = {name: value * seed.get("header_repeat", 1)
                for name, value in seed.get("headers", {}).items()}
     with fuzzed.http() as http:
+        if seed.get("unsigned"):
+            http.auth = None
         response = http.request(seed["method"], seed["path"], content=content,
                                 headers=headers)
     assert response.status_code < 500, response.text

@@ -3,7 +3,8 @@
 In order: ``FAASBOX_ACCESS_KEY_ID`` / ``FAASBOX_SECRET_ACCESS_KEY`` (and
 ``FAASBOX_SESSION_TOKEN``); the profile ``FAASBOX_PROFILE`` names in the credentials
 file; the admin key of the home folder (``<home>/credentials``, readable by whoever may
-read the home); the credentials file's profile for that home, else its ``default``.
+read the home); the credentials file's profile for that home, else the newest one
+written for the server's endpoint, else its ``default``.
 The credentials file is ``~/.faasbox/credentials`` (``FAASBOX_CREDENTIALS_FILE``), in
 the AWS CLI's INI format, mode 0600. The first ``faasbox up`` of a home writes both.
 """
@@ -58,7 +59,8 @@ def _from_section(section: configparser.SectionProxy, source: str) -> Credential
     return Credentials(key_id, secret, section.get("aws_session_token") or None, source)
 
 
-def resolve(home: Path | None, environ: Mapping[str, str] | None = None) -> Credentials | None:
+def resolve(home: Path | None, environ: Mapping[str, str] | None = None,
+            endpoint: str | None = None) -> Credentials | None:
     """The credentials a client uses (see the module's docstring), or None."""
     env = os.environ if environ is None else environ
     key_id, secret = env.get("FAASBOX_ACCESS_KEY_ID"), env.get("FAASBOX_SECRET_ACCESS_KEY")
@@ -86,6 +88,10 @@ def resolve(home: Path | None, environ: Mapping[str, str] | None = None) -> Cred
         resolved = str(Path(home).resolve())
         for name in parser.sections():
             if parser[name].get("home") == resolved:
+                return _from_section(parser[name], f"{path} [{name}]")
+    if endpoint is not None:
+        for name in reversed(parser.sections()):  # the newest written last
+            if parser[name].get("endpoint", "").rstrip("/") == endpoint.rstrip("/"):
                 return _from_section(parser[name], f"{path} [{name}]")
     if parser.has_section(DEFAULT_PROFILE):
         return _from_section(parser[DEFAULT_PROFILE], f"{path} [{DEFAULT_PROFILE}]")
@@ -128,6 +134,8 @@ def save_admin(home: Path, key_id: str, secret: str, endpoint: str,
     profile = DEFAULT_PROFILE
     if parser.has_section(DEFAULT_PROFILE) and parser[DEFAULT_PROFILE].get("home") != resolved:
         profile = "home " + resolved
+    if parser.has_section(profile):
+        parser.remove_section(profile)  # written anew: last, as the newest
     parser[profile] = values
     _write(path, parser)
     return home_file, path, profile

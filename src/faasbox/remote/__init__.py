@@ -11,7 +11,6 @@ import base64
 import contextlib
 import io
 import os
-import re
 import stat
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -38,7 +37,6 @@ START_HINT = "start one with `faasbox up` or `make run`, or set FAASBOX_ENDPOINT
 
 _JSON = {"content-type": "application/json"}
 _JSON_TAIL = {"content-type": "application/json", "x-amz-log-type": "Tail"}
-_NOT_FOUND_RE = re.compile(r"^(\w+) not found: (.+)$")
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -84,7 +82,7 @@ class RemoteClient(Client):
         loopback = host in ("localhost", "::1") or host.startswith("127.")
         self._invoke_headers = _JSON_TAIL if log_tail else _JSON
         if credentials is None:
-            credentials = resolve_credentials(_settings_home(), os.environ)
+            credentials = resolve_credentials(_settings_home(), os.environ, self.url)
         self.credentials = credentials
         self._http = httpx.Client(
             base_url=self.url,
@@ -108,7 +106,17 @@ class RemoteClient(Client):
 
     # -- transport -------------------------------------------------------------------
 
+    def _look_for_credentials(self) -> None:
+        """Found none at construction: look again (a server started meanwhile may have
+        written its admin key since)."""
+        found = resolve_credentials(_settings_home(), os.environ, self.url)
+        if found is not None:
+            self.credentials = found
+            self._http.auth = SigV4(found)
+
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self.credentials is None:
+            self._look_for_credentials()
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
@@ -404,30 +412,11 @@ def _raise_for(response: httpx.Response) -> NoReturn:
     except (ValueError, KeyError, TypeError):
         code, message = f"HTTP{status}", response.text[:500] or response.reason_phrase
     if status == 404:
-        raise _not_found(message)
+        raise errors.not_found(message)
     cls = errors.BY_CODE.get(code)
     if cls is not None:
         raise cls(message)
     raise errors.RemoteError(code, message, status)
-
-
-def _not_found(message: str) -> errors.NotFoundError:
-    match = _NOT_FOUND_RE.match(message)
-    if match is None:
-        return errors.NotFoundError("Resource", "", message)
-    kind, name = match.groups()
-    function, _, qualifier = name.rpartition(":")
-    if kind == "Function":
-        return errors.FunctionNotFoundError(name)
-    if kind == "Version" and function:
-        return errors.VersionNotFoundError(function, qualifier)
-    if kind == "Alias" and function:
-        return errors.AliasNotFoundError(function, qualifier)
-    if kind == "Invocation":
-        return errors.InvocationNotFoundError(name)
-    if kind in errors.NOT_FOUND_BY_KIND:
-        return errors.NOT_FOUND_BY_KIND[kind](name)
-    return errors.NotFoundError(kind, name, message)
 
 
 def package(path: str | Path) -> bytes:

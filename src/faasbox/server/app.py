@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 from fastapi import Depends, FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 import faasbox
 from faasbox.auth.authority import Authority
@@ -38,6 +37,7 @@ from faasbox.server import (
     urls,
 )
 from faasbox.server.auth import Authenticate, authorize
+from faasbox.server.limits import HeaderLimit, JsonDepth
 
 if TYPE_CHECKING:
     from faasbox.platform import Platform
@@ -70,6 +70,8 @@ def create_app(
     app.state.invocation_slots = invoke.InvocationSlots(invocation_slots)
     app.state.receive_slots = queues.ReceiveSlots(receive_slots)
     errors.install(app)
+    limits = app.state.limits
+    app.add_middleware(JsonDepth, limit=limits.json_depth, max_bytes=limits.sync_payload_bytes)
     app.add_middleware(Authenticate, authority=authority,
                        buffered_bytes=app.state.limits.sync_payload_bytes)
     app.add_middleware(HeaderLimit, limit=app.state.limits.header_bytes)  # outermost
@@ -83,27 +85,6 @@ def create_app(
                    alarms, urls, node, access):
         app.include_router(module.router, dependencies=[Depends(authorize)])
     return app
-
-
-class HeaderLimit:
-    """Answers 431 to a request whose headers (names and values) pass ``limit`` bytes,
-    before any route sees it. Plain ASGI: one sum per request."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            size = sum(len(name) + len(value) for name, value in scope["headers"])
-            if size > self.limit:
-                response = errors.error_response(
-                    "RequestHeaderFieldsTooLargeException",
-                    f"the request's headers take {size} bytes, over the {self.limit}-byte "
-                    "limit", 431)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def deploy_examples(client: Client, root: Path | None = None) -> list[str]:

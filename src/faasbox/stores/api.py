@@ -14,7 +14,12 @@ import json
 import urllib.parse
 from typing import Any, BinaryIO, Protocol
 
-from faasbox.errors import BucketNotFoundError, ServiceUnavailableError
+from faasbox.errors import (
+    BucketNotFoundError,
+    NotFoundError,
+    ObjectNotFoundError,
+    ServiceUnavailableError,
+)
 from faasbox.stores.objects import (
     MAX_KEYS,
     Change,
@@ -122,7 +127,12 @@ class ApiObjectStore(ObjectStore):
         return _Reader(_info(bucket, key, answer, size), offset, data)
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
-        _, answer, _ = self._api.request("HEAD", self._object(bucket, key))
+        try:
+            _, answer, _ = self._api.request("HEAD", self._object(bucket, key))
+        except NotFoundError as exc:  # a HEAD answer has no body to say which
+            if type(exc) is NotFoundError:
+                raise ObjectNotFoundError(f"{bucket}/{key}") from None
+            raise
         return _info(bucket, key, answer, int(answer.get("content-length", "0")))
 
     def delete(self, bucket: str, key: str) -> bool:
