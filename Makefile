@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/triggers.py
 	$(BIN)/python bench/isolation.py
+	$(BIN)/python bench/auth.py
 
 # The file pipeline of examples/pagecount, end to end, on an in-process platform.
 pagecount: $(STAMP)

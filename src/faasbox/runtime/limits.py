@@ -9,8 +9,10 @@ made ahead of need with the sandbox's slot, joined by the sandbox itself at init
 - ``cpuacct.usage``: the CPU time the sandbox used, read before and after each call
   (its ``CPU Time`` in the REPORT line, the record and the ``CpuTime`` metric).
 
-cgroup v1 (each controller its own hierarchy). On cgroup v2 this level is not built
-yet: :meth:`LimitsEnforcer.create` says so, and ``faasbox doctor`` shows it.
+cgroup v1: a cgroup in each controller's own hierarchy. cgroup v2 (one unified
+hierarchy): the same limits are written into the sandbox's one cgroup, the memory
+enforcer's (``pids.max``, ``cpu.max``; CPU time from ``cpu.stat``'s ``usage_usec``),
+with the ``pids`` and ``cpu`` controllers delegated to the node's cgroup.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from pathlib import Path
 
 from faasbox.config import Settings
 from faasbox.errors import FaasboxError
-from faasbox.runtime.memory import CgroupRemover, CgroupUnavailable, _own_cgroup
+from faasbox.runtime.memory import (
+    CgroupEnforcer,
+    CgroupRemover,
+    CgroupUnavailable,
+    MemoryEnforcer,
+    _own_cgroup,
+    delegate,
+)
 
 #: Lambda's ratio: this much memory gets one whole vCPU.
 MB_PER_VCPU = 1769
@@ -38,37 +47,57 @@ def cpu_quota_us(memory_mb: int) -> int:
 
 
 class SandboxLimits:
-    """The pids and CPU cgroups of one sandbox."""
+    """The pids and CPU cgroups of one sandbox (v1), or the limits in its one cgroup
+    (v2: the memory enforcer's, made first and removed by it)."""
 
     def __init__(self, enforcer: LimitsEnforcer, sandbox_id: str, memory_mb: int,
                  max_processes: int) -> None:
         self.enforcer = enforcer
+        self.unified = enforcer.unified
         self.dirs: dict[str, Path] = {}
         self.memory_mb = 0
+        self._cpu_fd: int | None = None
         made: dict[Path, Path] = {}  # cpu and cpuacct may share one hierarchy
         try:
             for controller, parent in enforcer.parents.items():
                 path = made.get(parent)
                 if path is None:
                     path = made[parent] = parent / f"sandbox-{sandbox_id}"
-                    path.mkdir()
+                    if not self.unified:
+                        path.mkdir()
                 self.dirs[controller] = path
+            if self.unified:
+                self.dirs = {name: self.dirs["unified"] for name in ("pids", "cpu", "cpuacct")}
             (self.dirs["pids"] / "pids.max").write_text(str(max_processes))
-            (self.dirs["cpu"] / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+            if not self.unified:
+                (self.dirs["cpu"] / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
             self.resize(memory_mb)
+            usage = "cpu.stat" if self.unified else "cpuacct.usage"
+            self._cpu_fd = os.open(self.dirs["cpuacct"] / usage, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             self.release()
             raise
-        #: Files the sandbox writes "0" (itself) to at init, one per hierarchy.
-        self.join_paths = sorted({str(path / "tasks") for path in self.dirs.values()})
-        self._cpu_fd: int | None = os.open(self.dirs["cpuacct"] / "cpuacct.usage",
-                                           os.O_RDONLY | os.O_CLOEXEC)
+        #: Files the sandbox writes "0" (itself) to at init, one per v1 hierarchy (on v2
+        #: it joins its one cgroup as its memory's).
+        self.join_paths = ([] if self.unified else
+                           sorted({str(path / "tasks") for path in self.dirs.values()}))
 
     def resize(self, memory_mb: int) -> None:
         """The CPU quota for ``memory_mb`` (before the sandbox joins)."""
         if memory_mb != self.memory_mb:
-            (self.dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(cpu_quota_us(memory_mb)))
+            quota = cpu_quota_us(memory_mb)
+            if self.unified:
+                (self.dirs["cpu"] / "cpu.max").write_text(f"{quota} {CPU_PERIOD_US}")
+            else:
+                (self.dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(quota))
             self.memory_mb = memory_mb
+
+    def quota_us(self) -> int:
+        """The CPU quota set, in µs per :data:`CPU_PERIOD_US` (read back from the
+        cgroup)."""
+        if self.unified:
+            return int((self.dirs["cpu"] / "cpu.max").read_text().split()[0])
+        return int((self.dirs["cpu"] / "cpu.cfs_quota_us").read_text())
 
     def cpu_ns(self) -> int | None:
         """CPU time the sandbox's processes used so far, in ns (one pread); None when
@@ -76,31 +105,43 @@ class SandboxLimits:
         if self._cpu_fd is None:
             return None
         try:
-            return int(os.pread(self._cpu_fd, 32, 0))
+            if not self.unified:
+                return int(os.pread(self._cpu_fd, 32, 0))
+            first = os.pread(self._cpu_fd, 64, 0).split(b"\n", 1)[0]  # usage_usec N
+            name, _, value = first.partition(b" ")
+            return int(value) * 1000 if name == b"usage_usec" else None
         except (OSError, ValueError):
             return None
 
     def release(self) -> None:
-        if getattr(self, "_cpu_fd", None) is not None:
-            os.close(self._cpu_fd)  # type: ignore[arg-type]
+        if self._cpu_fd is not None:
+            os.close(self._cpu_fd)
             self._cpu_fd = None
-        for path in set(self.dirs.values()):
-            self.enforcer.remove(path)
+        if not self.unified:  # v2: the one cgroup is the memory enforcer's to remove
+            for path in set(self.dirs.values()):
+                self.enforcer.remove(path)
         self.dirs = {}
 
 
 class LimitsEnforcer:
     """A ``faasbox-<node>`` cgroup in each hierarchy, a child per sandbox."""
 
-    def __init__(self, parents: dict[str, Path], max_processes: int) -> None:
+    def __init__(self, parents: dict[str, Path], max_processes: int,
+                 unified: bool = False) -> None:
         self.parents = parents
         self.max_processes = max_processes
+        #: cgroup v2: ``parents`` is the memory enforcer's node cgroup, under "unified".
+        self.unified = unified
         self._remover = CgroupRemover()
 
     @classmethod
-    def create(cls, settings: Settings, node_id: str) -> LimitsEnforcer:
-        """Make the node's cgroups and check a limited sandbox cgroup can be made.
-        Raises :class:`CgroupUnavailable` saying why not."""
+    def create(cls, settings: Settings, node_id: str,
+               memory: MemoryEnforcer | None = None) -> LimitsEnforcer:
+        """Make the node's cgroups and check a limited sandbox cgroup can be made
+        (with ``memory`` a v2 cgroup enforcer: in its cgroups). Raises
+        :class:`CgroupUnavailable` saying why not."""
+        if isinstance(memory, CgroupEnforcer) and memory.files.version == 2:
+            return cls._create_v2(settings, memory)
         parents: dict[str, Path] = {}
         try:
             for controller in CONTROLLERS:
@@ -110,8 +151,8 @@ class LimitsEnforcer:
                 parents[controller] = parent
         except CgroupUnavailable as exc:
             raise CgroupUnavailable(f"{exc} (the cgroup level needs cgroup v1's pids, cpu "
-                                    "and cpuacct controllers; on cgroup v2 it is not "
-                                    "built yet)") from exc
+                                    "and cpuacct controllers, or a cgroup v2 memory "
+                                    "enforcer with pids and cpu delegated)") from exc
         except OSError as exc:
             raise CgroupUnavailable(f"cannot create the node's cgroups: {exc}") from exc
         enforcer = cls(parents, settings.max_processes)
@@ -120,6 +161,24 @@ class LimitsEnforcer:
         except (OSError, FaasboxError) as exc:
             enforcer.close()
             raise CgroupUnavailable(f"cannot create a limited sandbox cgroup: {exc}") from exc
+        return enforcer
+
+    @classmethod
+    def _create_v2(cls, settings: Settings, memory: CgroupEnforcer) -> LimitsEnforcer:
+        node = memory.parent
+        try:
+            delegate(node.parent, ("pids", "cpu"))  # so that the node's cgroup has them
+            delegate(node, ("pids", "cpu"))  # and its sandboxes'
+        except CgroupUnavailable as exc:
+            raise CgroupUnavailable(f"cgroup v2: {exc}") from exc
+        enforcer = cls({"unified": node}, settings.max_processes, unified=True)
+        probe = memory.prepare("probe-limits", 128)
+        try:
+            enforcer.prepare("probe-limits", 128).release()
+        except (OSError, FaasboxError) as exc:
+            raise CgroupUnavailable(f"cannot limit a sandbox cgroup in {node}: {exc}") from exc
+        finally:
+            probe.release()
         return enforcer
 
     def prepare(self, sandbox_id: str, memory_mb: int) -> SandboxLimits:
@@ -138,6 +197,8 @@ class LimitsEnforcer:
 
     def close(self) -> None:
         self.sweep()
+        if self.unified:
+            return  # the cgroups are the memory enforcer's, which closes them
         for parent in set(self.parents.values()):
             for child in parent.glob("sandbox-*"):
                 for pid in _pids(child):

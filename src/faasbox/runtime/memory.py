@@ -349,15 +349,24 @@ def _own_cgroup(version: int, controller: str = "memory") -> Path:
 
 def _delegate_memory(path: Path) -> None:
     """Enable the v2 memory controller for the children of ``path``."""
-    if "memory" not in _read_text(path / "cgroup.controllers").split():
-        raise CgroupUnavailable(f"the memory controller is not enabled in {path}")
-    if "memory" in _read_text(path / "cgroup.subtree_control").split():
-        return
-    try:
-        (path / "cgroup.subtree_control").write_text("+memory")
-    except OSError as exc:
-        raise CgroupUnavailable(f"cannot enable the memory controller below {path} "
-                                f"({exc}); set cgroup_root to a delegated cgroup") from exc
+    delegate(path, ("memory",))
+
+
+def delegate(path: Path, controllers: tuple[str, ...]) -> None:
+    """Enable v2 ``controllers`` for the children of ``path``; CgroupUnavailable saying
+    which one cannot be."""
+    available = _read_text(path / "cgroup.controllers").split()
+    enabled = _read_text(path / "cgroup.subtree_control").split()
+    for controller in controllers:
+        if controller not in available:
+            raise CgroupUnavailable(f"the {controller} controller is not enabled in {path}")
+        if controller in enabled:
+            continue
+        try:
+            (path / "cgroup.subtree_control").write_text(f"+{controller}")
+        except OSError as exc:
+            raise CgroupUnavailable(f"cannot enable the {controller} controller below {path} "
+                                    f"({exc}); set cgroup_root to a delegated cgroup") from exc
 
 
 class RssMemory(SandboxMemory):

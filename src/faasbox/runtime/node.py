@@ -82,7 +82,7 @@ class Node:
                 limits = None
                 if level == "cgroup":
                     try:
-                        limits = LimitsEnforcer.create(self.settings, self.id)
+                        limits = LimitsEnforcer.create(self.settings, self.id, memory)
                     except CgroupUnavailable as exc:
                         memory.close()
                         raise FaasboxError(f"isolation level cgroup: {exc}") from exc
@@ -481,7 +481,7 @@ def unavailable(level: str, settings: Settings | None = None) -> str | None:
     try:
         if memory.parent_dir is None:
             return f"memory is enforced by {memory.name}, not a cgroup ({memory.reason})"
-        LimitsEnforcer.create(settings, probe).close()
+        LimitsEnforcer.create(settings, probe, memory).close()
     except CgroupUnavailable as exc:
         return str(exc)
     finally:

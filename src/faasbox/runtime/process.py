@@ -338,7 +338,7 @@ class ProcessSandboxFactory(SandboxFactory):
             stage = namespace_stage(self.settings, self.layout) if self.namespaced else None
             parents = [self.memory.parent_dir] if self.memory.parent_dir else []
             if self.limits is not None:
-                parents += sorted({str(p) for p in self.limits.parents.values()})
+                parents += sorted({str(p) for p in self.limits.parents.values()} - {*parents})
             self._zygote = ZygoteClient(cgroup_parents=parents, namespace=stage).start()
             return self._zygote
 
