@@ -208,10 +208,19 @@ class Client(abc.ABC):
 
 
 def local(home: str | Path | None = None, **settings: Any) -> Client:
-    """A client running the platform in this process (see :mod:`faasbox.platform`)."""
+    """A client running the platform in this process (see :mod:`faasbox.platform`).
+
+    Its sandboxes run at the ``process`` isolation level unless ``isolation`` (or
+    FAASBOX_ISOLATION) says another: an in-process platform serves no HTTP API, which is
+    how namespace and cgroup sandboxes reach objects, queues and other functions
+    (``faasbox up`` picks the best level, ``auto``)."""
+    import os
+
     from faasbox.config import Settings
     from faasbox.platform import Platform
 
+    if "isolation" not in settings and not os.environ.get("FAASBOX_ISOLATION"):
+        settings["isolation"] = "process"
     return Platform(Settings.from_env(home=home, **settings)).client()
 
 

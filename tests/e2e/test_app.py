@@ -207,3 +207,21 @@ def test_api_bodies_nested_past_the_limit_are_refused_and_payloads_are_passed_on
     event = {"rawPath": "/deep", "body": "x", "extra": nested(limit + 20)}
     answer = api.post("/v1/functions/echo/invoke", json=event)
     assert answer.status_code == 200 and answer.json()["statusCode"] == 200
+
+
+def test_every_route_has_an_action_or_is_public(api: TestClient) -> None:
+    """Deny by default: a route without a rule answers 403 to everyone, so each one the
+    API has must name its action (or be one of the few public ones)."""
+    import re
+
+    from faasbox.server.auth import ANYONE, OPTIONAL_PREFIX, PUBLIC, RULES
+
+    seen = {(method.upper(), path)
+            for path, operations in api.app.openapi()["paths"].items()  # type: ignore[attr-defined]
+            for method in operations
+            if method != "head" and path not in PUBLIC and not path.startswith(OPTIONAL_PREFIX)}
+    # the schema writes {key:path} as {key}
+    listed = {(method, re.sub(r"\{(\w+):\w+\}", r"{\1}", path))
+              for method, path in set(RULES) | set(ANYONE)}
+    assert seen and seen <= listed, sorted(seen - listed)
+    assert listed <= seen, sorted(listed - seen)  # no rule for a route that is gone

@@ -372,3 +372,20 @@ def test_below_the_cgroup_level_no_cpu_time_is_claimed(client, tmp_path) -> None
     [record] = client.records("plain")
     assert record.cpu_time_ms is None and "CPU Time" not in result.log
     assert record.to_dict()["cpu_time_ms"] is None
+
+
+def test_an_in_process_platform_runs_at_the_process_level_unless_asked(tmp_path) -> None:
+    """faasbox.local() serves no HTTP API, which namespace sandboxes call back through:
+    it stays at the process level unless told otherwise."""
+    import faasbox
+
+    client = faasbox.local(home=str(tmp_path / "a"))
+    try:
+        assert client.platform.settings.isolation == "process"  # type: ignore[attr-defined]
+    finally:
+        client.close()
+    asked = faasbox.local(home=str(tmp_path / "b"), isolation="auto")
+    try:
+        assert asked.platform.settings.isolation == "auto"  # type: ignore[attr-defined]
+    finally:
+        asked.close()

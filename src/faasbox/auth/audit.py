@@ -32,6 +32,12 @@ class AuditLog:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                            0o600)
         self._size = os.fstat(self._fd).st_size
+        if self._size:
+            with self.path.open("rb") as tail:
+                tail.seek(-1, os.SEEK_END)
+                if tail.read(1) != b"\n":  # a line cut short (a full disk): the next
+                    os.write(self._fd, b"\n")  # one starts on a line of its own
+                    self._size += 1
 
     def append(self, entry: dict[str, Any]) -> None:
         line = orjson.dumps(entry) + b"\n"

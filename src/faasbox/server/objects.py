@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from faasbox.server.deps import ClientDep
-from faasbox.stores.objects import MAX_KEYS, ObjectInfo, ObjectReader, parse_range
+from faasbox.stores.objects import CHUNK_BYTES, MAX_KEYS, ObjectInfo, ObjectReader, parse_range
 
 router = APIRouter(prefix="/v1", tags=["objects"])
 
@@ -150,8 +150,12 @@ async def put_object(
     *`` make it conditional (412). Answers the object's attributes as JSON."""
     metadata = {name[len(META_PREFIX):]: value for name, value in request.headers.items()
                 if name.lower().startswith(META_PREFIX)}
+    size = request.headers.get("content-length", "")
+    body: bytes | BinaryIO = cast(BinaryIO, _RequestBody(request))
+    if size.isdigit() and int(size) <= CHUNK_BYTES:
+        body = await request.body()  # small: at once, not a thread hop per chunk
     put = functools.partial(
-        client.objects.put, bucket, key, cast(BinaryIO, _RequestBody(request)),
+        client.objects.put, bucket, key, body,
         content_type=content_type, metadata=metadata, if_match=if_match,
         if_none_match=if_none_match)
     info: dict[str, Any] = await anyio.to_thread.run_sync(put)
@@ -167,7 +171,7 @@ def _chunks(reader: ObjectReader) -> Iterator[bytes]:
 def get_object(
     bucket: str, key: str, client: ClientDep,
     byte_range_header: Annotated[str | None, Header(alias="range")] = None,
-) -> StreamingResponse:
+) -> Response:
     """The object's content, streamed; with ``Range`` the part asked for (206)."""
     byte_range = parse_range(byte_range_header) if byte_range_header else None
     reader = client.objects.open(bucket, key, byte_range=byte_range)
@@ -178,6 +182,10 @@ def get_object(
         status = 206
         last = reader.offset + reader.length - 1
         headers["Content-Range"] = f"bytes {reader.offset}-{last}/{reader.info.size}"
+    if reader.length <= CHUNK_BYTES:  # one read: no streaming (a thread hop per chunk)
+        with reader:
+            return Response(reader.read(), status_code=status, headers=headers,
+                            media_type=reader.info.content_type)
     return StreamingResponse(_chunks(reader), status_code=status, headers=headers,
                              media_type=reader.info.content_type)
 
