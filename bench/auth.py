@@ -73,7 +73,8 @@ def main() -> int:
         server = subprocess.Popen(
             [sys.executable, "-m", "faasbox.cli.main", "up", "--port", str(port), "--home",
              str(home)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "FAASBOX_ISOLATION": "process"})
+            env={**os.environ, "FAASBOX_ISOLATION": "process",
+                 "FAASBOX_CREDENTIALS_FILE": str(Path(tmp) / "credentials")})
         try:
             deadline = time.monotonic() + 30
             while not (home / "credentials").exists():

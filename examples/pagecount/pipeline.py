@@ -176,7 +176,8 @@ def wait_until_scaled_to_zero(client: Client, timeout_s: float = 120.0) -> float
 
 
 @contextlib.contextmanager
-def server(home: Path, keep_alive_s: int = 5) -> Iterator[str]:
+def server(home: Path, keep_alive_s: int = 5, own_credentials: bool = False
+           ) -> Iterator[str]:
     """``faasbox up`` on a free loopback port for the length of the block; its URL. Its
     admin key is in ``home``: clients find it with FAASBOX_HOME set to it."""
     with socket.socket() as probe:
@@ -184,6 +185,8 @@ def server(home: Path, keep_alive_s: int = 5) -> Iterator[str]:
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "FAASBOX_KEEP_ALIVE_S": str(keep_alive_s), "FAASBOX_ENDPOINT": url}
+    if own_credentials:  # a throwaway home: keep its admin key out of ~/.faasbox
+        env["FAASBOX_CREDENTIALS_FILE"] = str(home.parent / "credentials")
     process = subprocess.Popen(
         [sys.executable, "-m", "faasbox.cli.main", "up", "--port", str(port), "--home",
          str(home)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -241,7 +244,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         url = args.endpoint or stack.enter_context(
-            server(Path(args.home or Path(tmp) / "home")))
+            server(Path(args.home or Path(tmp) / "home"), own_credentials=not args.home))
         with faasbox.connect(url) as client:
             run(client, Path(tmp), args.documents, args.drain_by_alarm)
     return 0

@@ -233,16 +233,16 @@ class BucketNotEmptyError(ConflictError):
 
 
 class UnauthorizedError(FaasboxError):
-    """Raised when a request that needs the platform's credentials carries none (a
-    function URL with auth ``platform`` called without a bearer token)."""
+    """Raised when a request that needs a signature carries none (a function URL with
+    auth ``platform`` called unsigned)."""
 
     code = "UnauthorizedException"
     http_status = 401
 
 
 class ForbiddenError(FaasboxError):
-    """Raised when a request's credentials are wrong for what it asks (a function URL
-    with auth ``platform`` called with another token)."""
+    """Raised when a request's signature or credentials are refused, or its signer's
+    policies do not allow what it asks; the message says which."""
 
     code = "AccessDeniedException"
     http_status = 403

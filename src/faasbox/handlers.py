@@ -51,7 +51,9 @@ def objects() -> ObjectStore:
 
     ``FAASBOX_OBJECT_STORE=folder`` (the default) opens the folder store at
     ``FAASBOX_OBJECTS_DIR`` directly: no HTTP round trip per object. ``s3`` opens the
-    S3 adapter at ``FAASBOX_S3_ENDPOINT_URL``; it needs ``boto3`` in the function's
+    S3 adapter at ``FAASBOX_S3_ENDPOINT_URL`` with the S3 credentials the function's
+    environment gives as ``FAASBOX_S3_ACCESS_KEY_ID`` / ``FAASBOX_S3_SECRET_ACCESS_KEY``
+    (``AWS_*`` hold its faasbox role's); it needs ``boto3`` in the function's
     requirements, and writes made this way are not seen by bucket notifications (only
     the control plane's own journal feeds those). Raises ServiceUnavailableError outside
     a sandbox when the variables are missing.
@@ -95,11 +97,16 @@ def _open() -> ObjectStore:
 
         from faasbox.stores.s3 import S3Store
 
+        # AWS_* are the function's faasbox role; S3's own come from these, when set
+        key_id = os.environ.get("FAASBOX_S3_ACCESS_KEY_ID")
+        secret = os.environ.get("FAASBOX_S3_SECRET_ACCESS_KEY")
         return S3Store(
             os.path.join(tempfile.gettempdir(), "faasbox-s3-journal"),
             endpoint_url=os.environ.get("FAASBOX_S3_ENDPOINT_URL") or None,
             region=os.environ.get("FAASBOX_S3_REGION", "us-east-1"),
             bucket_prefix=os.environ.get("FAASBOX_S3_BUCKET_PREFIX", ""),
+            credentials=(key_id, secret, os.environ.get("FAASBOX_S3_SESSION_TOKEN"))
+            if key_id and secret else None,
         )
     raise ServiceUnavailableError(f"FAASBOX_OBJECT_STORE={kind!r}: expected folder or s3")
 

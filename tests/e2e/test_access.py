@@ -120,6 +120,35 @@ def test_unsigned_and_badly_signed_requests_get_403_saying_why(secured: Server) 
     assert "signed-q" in names and not names & {"skewed-q", "tampered-q", "forged-q"}
 
 
+def test_requests_signed_as_aws_sdks_sign_them_are_accepted(secured: Server) -> None:
+    """botocore's signer (and curl --aws-sigv4) send no X-Amz-Content-SHA256 for a
+    service other than S3: the server hashes the body itself."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials as BotoCredentials
+
+    admin = secured.credentials
+
+    def aws_signed(method: str, path: str, body: bytes) -> httpx.Response:
+        request = AWSRequest(method=method, url=secured.url + path, data=body,
+                             headers={"content-type": "application/json"})
+        SigV4Auth(BotoCredentials(admin.key_id, admin.secret), "faasbox", "local"
+                  ).add_auth(request)
+        assert "X-Amz-Content-SHA256" not in request.headers
+        return httpx.request(method, secured.url + path, content=body,
+                             headers=dict(request.headers.items()))
+
+    assert aws_signed("PUT", "/v1/queues/sdk-q", b'{"delay_s": 1}').status_code == 200
+    assert aws_signed("GET", "/v1/queues/sdk-q", b"").json()["delay_s"] == 1
+    request = AWSRequest(method="PUT", url=secured.url + "/v1/queues/sdk-q2", data=b"{}",
+                         headers={"content-type": "application/json"})
+    SigV4Auth(BotoCredentials(admin.key_id, admin.secret), "faasbox", "local"
+              ).add_auth(request)
+    changed = httpx.request("PUT", secured.url + "/v1/queues/sdk-q2",
+                            content=b'{"delay_s": 9}', headers=dict(request.headers.items()))
+    assert changed.status_code == 403 and "signature does not match" in changed.text
+
+
 def test_keys_are_managed_with_the_cli_and_disabled_or_deleted_keys_are_refused(
         secured: Server) -> None:
     made = secured.cli("keys", "create", "--description", "ci", "--json")
@@ -330,3 +359,47 @@ def test_credentials_are_found_in_env_then_home_then_the_user_file(
     with pytest.raises(InvalidParameterError, match="no such profile"):
         resolve(None, {**env, "FAASBOX_PROFILE": "missing"})
     assert os.stat(env["FAASBOX_CREDENTIALS_FILE"]).st_mode & 0o077 == 0
+
+
+def test_resources_named_in_a_body_are_authorized_too(secured: Server, tmp_path: Path) -> None:
+    """Copying reads its source, naming a role passes its credentials on, a trigger
+    receives from its queue and invokes its function: each needs its own permission."""
+    admin = secured.client()
+    for bucket in ("body-mine", "body-theirs"):
+        admin.objects.create_bucket(bucket)
+    admin.objects.put("body-theirs", "secret.txt", b"not yours")
+    admin.queues.create("body-q")
+    admin.deploy("body-fn", write_function(tmp_path / "fn", "def handler(e, c):\n"
+                                           "    return 1\n"), handler="app.handler")
+    secured.cli("policy", "put", "body-limited", json.dumps({"Statement": [
+        {"Effect": "Allow", "Action": "objects:*",
+         "Resource": ["bucket:body-mine", "object:body-mine/*"]},
+        {"Effect": "Allow", "Action": ["functions:*", "triggers:*", "queues:*"],
+         "Resource": ["function:body-fn", "trigger:*", "queue:body-q"]}]}))
+    creds = new_key(secured, "body-limited")
+    with signed(secured, creds) as http:
+        copied = http.post("/v1/buckets/body-mine/copy", json={
+            "source_bucket": "body-theirs", "source_key": "secret.txt", "key": "loot.txt"})
+        assert copied.status_code == 403
+        assert "objects:GetObject on object:body-theirs/secret.txt" in copied.text
+        assert http.get("/v1/buckets/body-mine/objects/loot.txt").status_code == 404
+        passed = http.patch("/v1/functions/body-fn/config", json={"role": "default"})
+        assert passed.status_code == 403 and "roles:PassRole on role:default" in passed.text
+        assert admin.get_function("body-fn")["role"] == "default"  # unchanged, by default
+        trigger = http.post("/v1/triggers", json={"queue": "body-q", "function": "body-fn",
+                                                   "enabled": False})
+        assert trigger.status_code == 201, trigger.text  # both allowed
+        other = http.post("/v1/triggers", json={"queue": "other-q", "function": "body-fn"})
+        assert other.status_code == 403 and "queues:ReceiveMessage on queue:other-q" in (
+            other.text)
+        dlq = http.patch("/v1/queues/body-q", json={"dead_letter_queue": "other-q",
+                                                     "max_receive_count": 3})
+        assert dlq.status_code == 403 and "queues:SendMessage on queue:other-q" in dlq.text
+    # a role named by a published version cannot be deleted either
+    secured.cli("role", "create", "kept-by-v1")
+    secured.cli("deploy", str(tmp_path / "fn"), "--name", "body-fn", "--role", "kept-by-v1",
+                "--publish")
+    secured.cli("deploy", str(tmp_path / "fn"), "--name", "body-fn", "--role", "default")
+    kept = secured.cli("role", "rm", "kept-by-v1", check=False)
+    assert kept.returncode == 1 and "body-fn:1" in kept.stderr
+    admin.close()

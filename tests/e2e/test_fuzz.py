@@ -5,8 +5,8 @@ may get a 5xx or crash the server, and a refused request (4xx) changes nothing.
 Two parts: generated cases for every operation, whose failing examples Hypothesis
 keeps in ``tests/e2e/fuzz/examples`` (replayed first on the next run), and a seed
 corpus of hand-picked hostile requests, ``tests/e2e/fuzz/seeds.json``, replayed every
-run. Requests are not signed yet: the API has no authentication until issue 4's
-SigV4 lands, and then these cases will sign.
+run. Every request is signed with the server's admin key (so the fuzzing reaches the
+routes behind authentication), but the seeds marked ``unsigned``.
 """
 
 from __future__ import annotations

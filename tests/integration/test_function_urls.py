@@ -151,7 +151,10 @@ def test_platform_auth_needs_a_signature_allowed_to_invoke_the_url(setup) -> Non
     unauthenticated = http.get("/fn/web")
     assert unauthenticated.status_code == 401
     assert unauthenticated.headers["www-authenticate"] == "AWS4-HMAC-SHA256"
-    forged = http.get("/fn/web", headers={"Authorization": "Bearer not-it"})
+    bearer = http.get("/fn/web", headers={"Authorization": "Bearer not-it"})
+    assert bearer.status_code == 401  # another scheme is no signature
+    forged = http.get("/fn/web", headers={
+        "Authorization": "AWS4-HMAC-SHA256 Credential=FBKX/20261127/local/faasbox/aws4_request"})
     assert forged.status_code == 403 and "not a AWS4-HMAC-SHA256" in forged.text
     # signed by a key whose policies allow other things only: 403, saying which action
     platform.auth.policies.put("queues-only", {"Statement": [
@@ -167,6 +170,10 @@ def test_platform_auth_needs_a_signature_allowed_to_invoke_the_url(setup) -> Non
     client.set_function_url("web", auth="none")
     http.auth = None
     assert http.get("/fn/web").status_code == 200  # auth none: anyone
+    # ... and the function may do its own auth with its own Authorization scheme
+    own = http.get("/fn/web", headers={"Authorization": "Bearer app-token"})
+    assert own.status_code == 200
+    assert own.json()["headers"]["authorization"] == "Bearer app-token"
     http.auth = admin
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import write_function
+from tests.security.cgroup_check import ATTACKS
 
 from faasbox.model import Status
 from faasbox.runtime.limits import cpu_quota_us
@@ -29,39 +30,6 @@ pytestmark = pytest.mark.skipif(
     reason=f"the cgroup level is not available on this host: {WHY}",
 )
 
-ATTACKS = """
-    import os, time
-
-    def handler(event, context):
-        do = event["do"]
-        if do == "forks":  # as many processes as it can get, each held for a while
-            made, refused = 0, None
-            try:
-                for _ in range(event["n"]):
-                    if os.fork() == 0:
-                        time.sleep(3)
-                        os._exit(0)
-                    made += 1
-            except OSError as exc:
-                refused = exc.errno
-            return {"made": made, "errno": refused}
-        if do == "bomb":  # every process forks forever
-            while True:
-                try:
-                    os.fork()
-                except OSError:
-                    time.sleep(0.01)
-        if do == "spin":
-            started, cpu = time.time(), time.process_time()
-            while time.time() - started < event["s"]:
-                pass
-            return {"wall": time.time() - started, "cpu": time.process_time() - cpu}
-        if do == "eat":
-            hoard = []
-            while True:
-                hoard.append(bytearray(16 << 20))
-        return "fine"
-"""
 
 
 @pytest.fixture

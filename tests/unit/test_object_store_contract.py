@@ -499,3 +499,20 @@ def test_range_parsing_and_resolution() -> None:
     with pytest.raises(InvalidRangeError):
         resolve_range((0, 0), 0)
     assert validate_bucket_name("my-bucket.v2") == "my-bucket.v2"
+
+
+def test_s3_store_takes_its_credentials_explicitly(moto_url: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a sandbox AWS_* hold the function's faasbox role: the S3 adapter is given S3's
+    own credentials (FAASBOX_S3_*), not those."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "FBTNOTANS3KEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-s3")
+    store = S3Store(tmp_path / "journal", endpoint_url=moto_url, bucket_prefix="creds-",
+                    credentials=("testing", "testing", None))
+    try:
+        store.create_bucket("explicit")
+        store.put("explicit", "k", b"v")
+        assert store.get("explicit", "k")[1] == b"v"
+        assert store._s3._request_signer._credentials.access_key == "testing"
+    finally:
+        store.close()

@@ -127,7 +127,7 @@ def save_admin(home: Path, key_id: str, secret: str, endpoint: str,
               "endpoint": endpoint, "home": resolved}
     home_parser = configparser.ConfigParser(interpolation=None)
     home_parser[DEFAULT_PROFILE] = values
-    home_file = Path(home) / HOME_FILE
+    home_file = Path(resolved) / HOME_FILE
     _write(home_file, home_parser)
     path = user_file(environ)
     parser = _read(path)

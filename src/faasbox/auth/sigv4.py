@@ -62,8 +62,11 @@ def verify(method: str, url: str, headers: Mapping[str, str], body: bytes | None
            region: str = REGION, service: str = SERVICE) -> str:
     """The key id that signed this request; ForbiddenError saying what is wrong.
 
-    With ``body`` None the payload hash is only checked to be one: the caller compares
-    it with the body's as the body streams in (:func:`check_payload`)."""
+    The payload hash is ``X-Amz-Content-SHA256`` when sent (faasbox's clients and S3's
+    send it), else the body's own, as AWS services other than S3 compute it (botocore
+    and ``curl --aws-sigv4`` send none). With ``body`` None (a body streamed on) the
+    header is required and only checked to be a hash: the caller compares it with the
+    body's as it streams in (:func:`check_payload`)."""
     lower = {name.lower(): value for name, value in headers.items()}
     authorization = lower.get("authorization")
     if not authorization:
@@ -91,10 +94,14 @@ def verify(method: str, url: str, headers: Mapping[str, str], body: bytes | None
                              f"{skew:.0f} s from the server's clock (at most {MAX_SKEW_S} s "
                              "apart): check this machine's time")
     declared = lower.get("x-amz-content-sha256")
-    if declared is None or not _HEX64.match(declared):
-        raise ForbiddenError("X-Amz-Content-SHA256 must be the hex SHA-256 of the body")
-    if body is not None:
-        check_payload(declared, hashlib.sha256(body).hexdigest())
+    if declared is not None:
+        if not _HEX64.match(declared):
+            raise ForbiddenError("X-Amz-Content-SHA256 must be the hex SHA-256 of the body")
+        if body is not None:
+            check_payload(declared, hashlib.sha256(body).hexdigest())
+    elif body is None:
+        raise ForbiddenError("a body this large is checked as it streams: sign it with its "
+                             "SHA-256 in X-Amz-Content-SHA256")
     signed = found["headers"].split(";")
     if "host" not in signed or "x-amz-date" not in signed:
         raise ForbiddenError("the signature must cover the host and x-amz-date headers")
@@ -103,6 +110,9 @@ def verify(method: str, url: str, headers: Mapping[str, str], body: bytes | None
         raise ForbiddenError(f"signed headers missing from the request: {', '.join(missing)}")
     key_id = found["key"]
     secret = secret_for(key_id)  # ForbiddenError for an unknown or disabled key
+    if declared is not None and "x-amz-content-sha256" not in signed and body is None:
+        raise ForbiddenError("X-Amz-Content-SHA256 of a streamed body must be signed")
+    # botocore hashes ``data`` unless the (signed) header gives the hash
     request = AWSRequest(method=method, url=url, data=body,
                          headers={name: lower[name] for name in signed})
     request.context["timestamp"] = stamp

@@ -25,6 +25,7 @@ import orjson
 from faasbox import errors
 from faasbox.auth.credentials import Credentials
 from faasbox.auth.credentials import resolve as resolve_credentials
+from faasbox.auth.credentials import user_file as user_credentials_file
 from faasbox.config import Limits
 from faasbox.model import InvocationRecord, InvokeResult
 from faasbox.registry.packages import Stage, fill_from_folder
@@ -135,8 +136,8 @@ class RemoteClient(Client):
             if response.status_code == 403 and self.credentials is None:
                 raise errors.ForbiddenError(
                     f"{_message(response)} (no credentials found: set FAASBOX_ACCESS_KEY_ID "
-                    "and FAASBOX_SECRET_ACCESS_KEY, or FAASBOX_HOME to the server's home, "
-                    "or run `faasbox up` once to write ~/.faasbox/credentials)")
+                    "and FAASBOX_SECRET_ACCESS_KEY, or FAASBOX_HOME to the server's home; "
+                    f"its first `faasbox up` also wrote {user_credentials_file()})")
             _raise_for(response)
         return response
 

@@ -114,13 +114,15 @@ class Sandbox:
 
     def credentials_env(self) -> dict[str, str]:
         """Fresh credentials of the function's role, as variables (none without a
-        source); the next renewal is due at half their life, so a call that starts
-        before it always has at least half a lifetime left."""
+        source). The next renewal is due once less than half their life, or less than
+        the function's timeout, is left: a call that starts before it can run to its
+        deadline with them (credentials shorter-lived than the timeout are renewed at
+        every call, and can still run out during a long one)."""
         if self._credentials is None:
             return {}
         now = time.time()
         env, expires_at = self._credentials(self.spec.role, self.id)
-        self._renew_at = now + (expires_at - now) / 2
+        self._renew_at = expires_at - max((expires_at - now) / 2, self.spec.timeout_s + 1)
         return env
 
     # -- phases -------------------------------------------------------------------------

@@ -144,9 +144,14 @@ def get_role(name: str, request: Request) -> dict[str, Any]:
 
 @router.delete("/roles/{name}", status_code=204)
 def delete_role(name: str, request: Request, client: ClientDep) -> None:
-    """Delete a role that no function names as its execution role."""
+    """Delete a role that no function version (``$LATEST`` or published) names."""
     authority = authority_of(request)
-    users = [f["function"] for f in client.list_functions() if f.get("role") == name]
+    users: list[str] = []
+    for latest in client.list_functions():
+        versions = [latest, *client.get_function(latest["function"])["versions"]]
+        users += sorted({v["function"] if v["version"] == "$LATEST"
+                         else f"{v['function']}:{v['version']}"
+                         for v in versions if v.get("role") == name})
     authority.mutate(lambda: authority.roles.delete(name, users))
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
+from faasbox.server.auth import may_deliver
 from faasbox.server.deps import ClientDep
 
 router = APIRouter(prefix="/v1/alarms", tags=["alarms"])
@@ -50,8 +51,13 @@ def evaluate(client: ClientDep) -> dict[str, list[dict[str, Any]]]:
 
 
 @router.put("/{name}")
-def put_alarm(name: str, body: AlarmBody, client: ClientDep) -> dict[str, Any]:
-    """Create the alarm or replace its definition (its state is kept)."""
+def put_alarm(name: str, body: AlarmBody, client: ClientDep, request: Request
+              ) -> dict[str, Any]:
+    """Create the alarm or replace its definition (its state is kept). The caller must be
+    allowed to send to or invoke each action's destination."""
+    for action in [*(body.alarm_actions or []), *(body.ok_actions or []),
+                   *(body.insufficient_data_actions or [])]:
+        may_deliver(request, action)
     fields = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     return client.alarms.put(name, **fields)
 

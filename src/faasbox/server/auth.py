@@ -23,6 +23,7 @@ from faasbox.auth.audit import entry
 from faasbox.auth.authority import Authority, Principal
 from faasbox.auth.sigv4 import check_payload
 from faasbox.errors import ForbiddenError
+from faasbox.server.bodies import read_all, replay
 from faasbox.server.errors import error_response
 
 PUBLIC = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
@@ -179,6 +180,32 @@ def principal_of(request: Request) -> Principal | None:
     return principal
 
 
+def may(request: Request, action: str, resource: str) -> None:
+    """A route's check of a resource its body names (the one its path names is checked
+    by :func:`authorize`): copying reads the source, a trigger invokes its function...
+    ForbiddenError unless the signer's policies allow it."""
+    principal = principal_of(request)
+    if principal is None:
+        raise ForbiddenError("the request is not signed")
+    try:
+        authority_of(request).authorize(principal, action, resource)
+    except ForbiddenError as exc:
+        request.scope.setdefault("state", {})["denial"] = exc.message
+        raise
+
+
+def may_deliver(request: Request, destination: str | None) -> None:
+    """What sending events to ``destination`` (``queue:NAME``, ``function:NAME[:Q]``)
+    needs: queues:SendMessage or functions:Invoke on it. A malformed one is left to the
+    route, which refuses it."""
+    kind, _, rest = (destination or "").partition(":")
+    name = rest.partition(":")[0]
+    if kind == "queue" and name:
+        may(request, "queues:SendMessage", f"queue:{name}")
+    elif kind == "function" and name:
+        may(request, "functions:Invoke", f"function:{name}")
+
+
 async def authorize(request: Request) -> None:
     """The router dependency: the route's action on its resource, or 403."""
     route = request.scope.get("route")
@@ -230,34 +257,30 @@ class Authenticate:
         method, path = scope["method"], scope["path"]
         state = scope.setdefault("state", {})
         principal: Principal | None = None
-        if not scope["path"].startswith(OPTIONAL_PREFIX) or "authorization" in headers:
+        signature = headers.get("authorization", "").startswith("AWS4-HMAC-SHA256")
+        # a function URL with auth none may take its own Authorization scheme
+        if not path.startswith(OPTIONAL_PREFIX) or signature:
             raw_path = (scope.get("raw_path") or path.encode()).decode("latin-1")
             query = scope.get("query_string", b"").decode("latin-1")
             url = f"http://{headers.get('host', 'localhost')}{raw_path}"
             if query:
                 url += "?" + query
+            size = headers.get("content-length", "")
+            body: bytes | None = None
+            if (size.isdigit() and int(size) <= self.buffered_bytes) or (
+                    not size and "transfer-encoding" not in headers):
+                # read now: a body that is not the signed one is refused before any route
+                # (or its body parser) sees it; and one sent without its hash is hashed
+                body = await read_all(receive)
+                receive = replay(body, receive)
             try:
-                principal = self.authority.authenticate(method, url, headers)
+                principal = self.authority.authenticate(method, url, headers, body)
             except ForbiddenError as exc:
                 self._audit(state, None, "denied", 403, method, path, scope, exc.message)
                 await error_response(exc.code, exc.message, 403)(scope, receive, send)
                 return
-            declared = headers["x-amz-content-sha256"]
-            size = headers.get("content-length", "")
-            if size.isdigit() and int(size) <= self.buffered_bytes:
-                # read it now: a body that is not the signed one is refused before any
-                # route (or its body parser) sees it
-                body = await _read_all(receive)
-                try:
-                    check_payload(declared, hashlib.sha256(body).hexdigest())
-                except ForbiddenError as exc:
-                    self._audit(state, principal, "denied", 403, method, path, scope,
-                                exc.message)
-                    await error_response(exc.code, exc.message, 403)(scope, receive, send)
-                    return
-                receive = _replay(body, receive)
-            else:  # a large or chunked upload: checked as it streams, before it commits
-                receive = _hashing(receive, declared)
+            if body is None:  # a large or chunked upload: checked as it streams, before
+                receive = _hashing(receive, headers["x-amz-content-sha256"])  # it commits
         state["principal"] = principal
         status = [500]
 
@@ -285,31 +308,6 @@ class Authenticate:
             action=state.get("action"), resource=state.get("resource"), outcome=outcome,
             status=status, method=method, path=path,
             source=client[0] if client else None, message=message))
-
-
-async def _read_all(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()  # then: a disconnect, as the server says
-
-    return replay
 
 
 def _hashing(receive: Receive, declared: str) -> Receive:

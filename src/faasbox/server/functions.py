@@ -6,10 +6,11 @@ import base64
 import binascii
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from faasbox.errors import InvalidParameterError
+from faasbox.server.auth import may
 from faasbox.server.deps import ClientDep
 
 router = APIRouter(prefix="/v1/functions", tags=["functions"])
@@ -69,8 +70,12 @@ def list_functions(client: ClientDep) -> dict[str, list[dict[str, Any]]]:
 
 
 @router.post("/{name}")
-def deploy(name: str, body: DeployBody, client: ClientDep) -> dict[str, Any]:
-    """Create the function or update its ``$LATEST`` code and configuration."""
+def deploy(name: str, body: DeployBody, client: ClientDep, request: Request
+           ) -> dict[str, Any]:
+    """Create the function or update its ``$LATEST`` code and configuration. Naming a
+    role needs roles:PassRole on it (its credentials become the function's)."""
+    if body.role is not None:
+        may(request, "roles:PassRole", f"role:{body.role}")
     zip_bytes = None
     if body.zip_base64 is not None:
         try:
@@ -100,8 +105,11 @@ def get_function(name: str, client: ClientDep, qualifier: str | None = None) -> 
 
 
 @router.patch("/{name}/config")
-def update_config(name: str, body: ConfigBody, client: ClientDep) -> dict[str, Any]:
-    """Change configuration fields of ``$LATEST``."""
+def update_config(name: str, body: ConfigBody, client: ClientDep, request: Request
+                  ) -> dict[str, Any]:
+    """Change configuration fields of ``$LATEST`` (a role: roles:PassRole on it)."""
+    if body.role is not None:
+        may(request, "roles:PassRole", f"role:{body.role}")
     return client.update_config(name, **body.model_dump(exclude_unset=True))
 
 

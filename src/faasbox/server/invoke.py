@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from faasbox.errors import InvalidParameterError, PayloadTooLargeError
 from faasbox.sdk import Client
+from faasbox.server.auth import may_deliver
 from faasbox.server.deps import ClientDep
 from faasbox.server.slots import Slots
 
@@ -116,9 +117,13 @@ class AsyncConfigBody(BaseModel):
 
 @router.put("/{name}/async-config")
 def put_async_config(
-    name: str, body: AsyncConfigBody, client: ClientDep, qualifier: str | None = None
+    name: str, body: AsyncConfigBody, client: ClientDep, request: Request,
+    qualifier: str | None = None,
 ) -> dict[str, Any]:
-    """Set how async events of the function (or of one qualifier) are handled."""
+    """Set how async events of the function (or of one qualifier) are handled. The
+    caller must be allowed to send to or invoke the destinations."""
+    may_deliver(request, body.on_success)
+    may_deliver(request, body.on_failure)
     return client.put_async_config(
         name, qualifier=qualifier, max_retries=body.max_retries,
         max_event_age_s=body.max_event_age_s, on_success=body.on_success,

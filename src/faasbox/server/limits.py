@@ -4,8 +4,9 @@ headers, and how deeply the JSON body of an API call nests."""
 from __future__ import annotations
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from faasbox.server.bodies import read_all, replay
 from faasbox.server.errors import error_response
 
 #: Bodies that are the caller's own data, passed on as they are (a function's event,
@@ -66,13 +67,7 @@ class JsonDepth:
                 or not size.isdigit() or not 0 < int(size) <= self.max_bytes):
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await read_all(receive)
         try:
             nested = depth(orjson.loads(body))
         except orjson.JSONDecodeError:
@@ -83,13 +78,4 @@ class JsonDepth:
                 f"the JSON body nests {nested} levels deep, over the {self.limit}-level "
                 "limit", 400)(scope, receive, send)
             return
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay(body, receive), send)

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from faasbox.server.auth import may, may_deliver
 from faasbox.server.deps import ClientDep
 from faasbox.stores.objects import CHUNK_BYTES, MAX_KEYS, ObjectInfo, ObjectReader, parse_range
 
@@ -99,8 +100,12 @@ def list_objects(
 
 
 @router.post("/buckets/{bucket}/copy")
-def copy_object(bucket: str, body: CopyBody, client: ClientDep) -> dict[str, Any]:
-    """Copy an object into this bucket; fires ``ObjectCreated:Copy``."""
+def copy_object(bucket: str, body: CopyBody, client: ClientDep, request: Request
+                ) -> dict[str, Any]:
+    """Copy an object into this bucket; fires ``ObjectCreated:Copy``. Needs
+    objects:GetObject on the source and objects:PutObject on the copy too."""
+    may(request, "objects:GetObject", f"object:{body.source_bucket}/{body.source_key}")
+    may(request, "objects:PutObject", f"object:{bucket}/{body.key}")
     return client.objects.copy(body.source_bucket, body.source_key, bucket, body.key)
 
 
@@ -216,8 +221,11 @@ def list_notifications(bucket: str, client: ClientDep) -> dict[str, list[dict[st
 
 
 @router.post("/buckets/{bucket}/notifications")
-def add_notification(bucket: str, body: NotificationBody, client: ClientDep) -> dict[str, Any]:
-    """Send the bucket's events to a queue or a function."""
+def add_notification(bucket: str, body: NotificationBody, client: ClientDep,
+                     request: Request) -> dict[str, Any]:
+    """Send the bucket's events to a queue or a function (which the caller must be
+    allowed to send to or invoke)."""
+    may_deliver(request, body.destination)
     return client.objects.add_notification(bucket, body.destination, body.events, body.prefix,
                                            body.suffix)
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from faasbox.api import queues as api
 from faasbox.api.queues import Message
 from faasbox.sdk import Client
+from faasbox.server.auth import may_deliver
 from faasbox.server.deps import ClientDep
 from faasbox.server.slots import Slots
 
@@ -102,9 +103,12 @@ def list_queues(client: ClientDep, prefix: str | None = None) -> dict[str, Any]:
 
 @router.put("/queues/{name}")
 def create_queue(
-    name: str, client: ClientDep, body: CreateBody | None = None
+    name: str, client: ClientDep, request: Request, body: CreateBody | None = None
 ) -> dict[str, Any]:
-    """Create a queue (again with the same attributes: returns it; other: 409)."""
+    """Create a queue (again with the same attributes: returns it; other: 409). A
+    dead-letter queue named needs queues:SendMessage on it."""
+    if body is not None and body.dead_letter_queue:
+        may_deliver(request, f"queue:{body.dead_letter_queue}")
     return client.queues.create(name, **(body or CreateBody()).model_dump())
 
 
@@ -115,8 +119,12 @@ def get_queue(name: str, client: ClientDep) -> dict[str, Any]:
 
 
 @router.patch("/queues/{name}")
-def set_attributes(name: str, body: AttributesBody, client: ClientDep) -> dict[str, Any]:
-    """Change attributes; returns the queue."""
+def set_attributes(name: str, body: AttributesBody, client: ClientDep, request: Request
+                   ) -> dict[str, Any]:
+    """Change attributes; returns the queue (a dead-letter queue: queues:SendMessage on
+    it)."""
+    if body.dead_letter_queue:
+        may_deliver(request, f"queue:{body.dead_letter_queue}")
     return client.queues.set_attributes(name, **body.model_dump(exclude_unset=True))
 
 
@@ -187,7 +195,10 @@ def change_visibility(
 
 
 @router.post("/queues/{name}/redrive")
-def redrive(name: str, client: ClientDep, body: RedriveBody | None = None) -> dict[str, int]:
+def redrive(name: str, client: ClientDep, request: Request,
+            body: RedriveBody | None = None) -> dict[str, int]:
     """Move a dead-letter queue's messages back to their source queue (or to
-    ``destination``)."""
+    ``destination``: queues:SendMessage on it)."""
+    if body is not None and body.destination:
+        may_deliver(request, f"queue:{body.destination}")
     return {"moved": client.queues.redrive(name, destination=(body or RedriveBody()).destination)}

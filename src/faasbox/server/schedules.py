@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from faasbox.server.auth import may_deliver
 from faasbox.server.deps import ClientDep
 
 router = APIRouter(prefix="/v1", tags=["schedules"])
@@ -42,8 +43,10 @@ class UpdateBody(_Body):
 
 
 @router.post("/schedules")
-def create_schedule(body: CreateBody, client: ClientDep) -> dict[str, Any]:
-    """Create a schedule; 409 if the name is taken, 404 if the target does not exist."""
+def create_schedule(body: CreateBody, client: ClientDep, request: Request) -> dict[str, Any]:
+    """Create a schedule; 409 if the name is taken, 404 if the target does not exist. The
+    caller must be allowed to invoke the target."""
+    may_deliver(request, f"function:{body.target}")
     return client.schedules.create(
         body.name, body.expression, body.target, timezone=body.timezone, input=body.input,
         overlap=body.overlap, enabled=body.enabled, start_at=body.start_at,
@@ -62,8 +65,11 @@ def get_schedule(name: str, client: ClientDep) -> dict[str, Any]:
 
 
 @router.patch("/schedules/{name}")
-def update_schedule(name: str, body: UpdateBody, client: ClientDep) -> dict[str, Any]:
-    """Change the fields given in the body."""
+def update_schedule(name: str, body: UpdateBody, client: ClientDep, request: Request
+                    ) -> dict[str, Any]:
+    """Change the fields given in the body (a new target: the caller may invoke it)."""
+    if body.target is not None:
+        may_deliver(request, f"function:{body.target}")
     return client.schedules.update(name, **body.model_dump(exclude_unset=True))
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from faasbox.api import triggers as api
+from faasbox.server.auth import may, may_deliver
 from faasbox.server.deps import ClientDep
 
 router = APIRouter(prefix="/v1", tags=["triggers"])
@@ -42,8 +43,11 @@ class UpdateBody(_Body):
 
 
 @router.post("/triggers", status_code=201)
-def create_trigger(body: CreateBody, client: ClientDep) -> dict[str, Any]:
-    """Create a mapping and start polling (unless ``enabled`` is false)."""
+def create_trigger(body: CreateBody, client: ClientDep, request: Request) -> dict[str, Any]:
+    """Create a mapping and start polling (unless ``enabled`` is false). The caller must
+    be allowed to receive from the queue and invoke the function."""
+    may(request, "queues:ReceiveMessage", f"queue:{body.queue}")
+    may_deliver(request, f"function:{body.function}")
     return client.triggers.create(
         body.queue,
         body.function,

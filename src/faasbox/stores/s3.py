@@ -98,12 +98,15 @@ class S3Store(ObjectStore):
     """Objects in an S3-compatible service; see the module docstring."""
 
     def __init__(self, journal_dir: str | Path, *, endpoint_url: str | None = None,
-                 region: str = "us-east-1", bucket_prefix: str = "") -> None:
+                 region: str = "us-east-1", bucket_prefix: str = "",
+                 credentials: tuple[str, str, str | None] | None = None) -> None:
         boto3, config = _boto3()
         self.prefix = bucket_prefix
         self.region = region
+        key_id, secret, token = credentials or (None, None, None)
         self._s3 = boto3.client(
             "s3", endpoint_url=endpoint_url or None, region_name=region,
+            aws_access_key_id=key_id, aws_secret_access_key=secret, aws_session_token=token,
             config=config.Config(s3={"addressing_style": "path"} if endpoint_url else {},
                                  retries={"mode": "standard"}),
         )
