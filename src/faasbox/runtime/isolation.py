@@ -62,6 +62,8 @@ _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41}
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_CAPBSET_DROP = 24
+_CAP_VERSION_3 = 0x20080522
 #: Device nodes a sandbox gets (bound from the host's /dev).
 DEVICES = ("null", "zero", "full", "random", "urandom")
 
@@ -112,6 +114,9 @@ def _b(text: str | None) -> bytes | None:
 
 #: Where :func:`prepare` built this spare's root (None: not prepared).
 _staged: str | None = None
+#: Whether the platform runs as the host's root (else the sandbox is root only of a
+#: user namespace of its own, mapped to the platform's user).
+_host_root = False
 
 
 def prepare(stage: dict[str, Any]) -> None:
@@ -121,8 +126,8 @@ def prepare(stage: dict[str, Any]) -> None:
     this sandbox's mount namespace) with ``stage["binds"]`` (``[host path, path
     inside, writable]``), a ``/tmp`` of ``stage["tmp_mb"]`` MB and a ``/dev``.
     Raises IsolationError."""
-    global _staged
-    root_user = os.getuid() == 0
+    global _staged, _host_root
+    root_user = _host_root = os.getuid() == 0
     flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID
     unshare(flags if root_user else flags | CLONE_NEWUSER)
     if not root_user:
@@ -174,12 +179,26 @@ def enter(spec: dict[str, Any]) -> None:
         os.chdir(cwd)
     hostname = _b(spec.get("hostname", "sandbox")) or b"sandbox"
     _check(_c().sethostname(hostname, len(hostname)), "sethostname")
-    if os.getuid() == 0:
+    if _host_root:
         uid, gid = host_ids()
         os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)  # from root to another user: every capability goes
+    else:  # root of its own user namespace (the one id mapped): keep the id, not the power
+        _drop_capabilities()
     _check(_c().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+def _drop_capabilities() -> None:
+    """No capability left, none to regain: the bounding set emptied, then the
+    effective, permitted and inheritable sets."""
+    libc = _c()
+    for cap in range(64):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != 22:
+            _check(-1, "dropping capabilities")  # EINVAL past the last one is the end
+    header = (ctypes.c_uint32 * 2)(_CAP_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # two of (effective, permitted, inheritable), all 0
+    _check(libc.capset(header, data), "capset")
 
 
 def host_ids() -> tuple[int, int]:
