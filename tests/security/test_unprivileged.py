@@ -53,10 +53,15 @@ def test_an_unprivileged_platform_builds_namespace_sandboxes() -> None:
         secret = workspace / "secret.txt"
         secret.write_text("not for sandboxes")
         secret.chmod(0o644)  # readable by nobody on the host: only the sandbox hides it
+        # the checkout may sit where nobody cannot read (under /root): copy what runs
+        script = workspace / "tests" / "security" / "namespace_check.py"
+        script.parent.mkdir(parents=True)
+        shutil.copy(HERE / "namespace_check.py", script)
+        shutil.copytree(HERE.parents[1] / "src" / "faasbox", workspace / "src" / "faasbox",
+                        ignore=shutil.ignore_patterns("__pycache__"))
         done = subprocess.run(
             ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", PYTHON,
-             "-I", "-S", str(HERE / "namespace_check.py"), str(workspace / "home"),
-             str(secret)],
+             "-I", "-S", str(script), str(workspace / "home"), str(secret)],
             capture_output=True, text=True, timeout=120, cwd="/")
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
